@@ -1,0 +1,45 @@
+"""Shared fixtures: small real models with weights that make SE matter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every norm layer random affine weights and statistics.
+
+    Freshly built timm/torchvision models zero-initialise the last norm of each
+    residual branch, which hides what the SE blocks do; a test that compares a
+    tiled and an untiled model must see the SE blocks' effect.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+    return model.eval()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TILESEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared not found at {SHARED}: the shared fixtures are only beside the project checkout")
+    return SHARED
+
+
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

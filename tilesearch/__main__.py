@@ -1,0 +1,3 @@
+from tilesearch.cli import main
+
+main()

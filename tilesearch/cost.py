@@ -12,6 +12,7 @@ granularity it buffers and how many bytes an element takes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -172,3 +173,25 @@ def format_count(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3f}{suffix}"
     return f"{value:g}"
+
+
+_ELEMENT_SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
+_BYTE_SUFFIXES = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+BUDGET_FORMS = "elements such as 5M, 500K, 4.7e6, 5000000, or bytes such as 4MiB, 512KB"
+
+
+def parse_budget(text: str, profile: HardwareProfile) -> int:
+    """A buffer budget in elements: ``5M``/``500K``/``4.7e6`` are elements, ``4MiB``/``4MB`` bytes."""
+    match = _BUDGET_RE.match(str(text))
+    suffix = match.group(2).upper() if match else ""
+    if match is None or (suffix not in _ELEMENT_SUFFIXES and suffix not in _BYTE_SUFFIXES):
+        raise TilesearchError(f"invalid buffer budget {text!r}: expected {BUDGET_FORMS}")
+    amount = float(match.group(1))
+    if suffix in _ELEMENT_SUFFIXES:
+        elements = amount * _ELEMENT_SUFFIXES[suffix]
+    else:
+        elements = amount * _BYTE_SUFFIXES[suffix] / profile.bytes_per_element
+    if elements < 1:
+        raise TilesearchError(f"invalid buffer budget {text!r}: it must be at least one element")
+    return int(elements)

@@ -7,16 +7,20 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tilesearch.cost import available_profiles, buffer_report, format_count, load_profile
+from tilesearch.config import load_config
+from tilesearch.cost import BUDGET_FORMS, available_profiles, buffer_report, format_count, load_profile
 from tilesearch.discover import discover_model
 from tilesearch.errors import TilesearchError
 from tilesearch.models import default_input_size, matching_names, model_source, se_block_counts
+from tilesearch.search import read_run_file
 from tilesearch.tiles import ACCEPTED_FORMS, parse_tile
 
 # effdet decorates helpers with torch.jit.script, which torch now warns about on import.
@@ -124,6 +128,199 @@ def models(
     if not shown:
         raise TilesearchError(f"no model matching {pattern!r} has a squeeze-and-excite block")
     console.print(table)
+
+
+# Options shared by `run` and `eval`: how to build the model and read the data.
+MODEL_HELP = "Model name: timm (regnety_002), effdet (efficientdet_d2) or torchvision/NAME."
+PRETRAINED = typer.Option(False, "--pretrained", help="Load timm's pretrained weights (from the local Hugging Face cache when offline).")
+CHECKPOINT = typer.Option(None, "--checkpoint", help="Weights file: .safetensors, or .pth/.pth.tar holding a state dict.")
+NUM_CLASSES = typer.Option(None, "--num-classes", help="Classes of the model's head [default: the model's own].")
+INPUT_SIZE = typer.Option(None, "--input-size", help="Square input side in pixels [default: timm's data config for the model].")
+CROP_PCT = typer.Option(None, "--crop-pct", help="Center-crop fraction, e.g. 0.875; 1.0 resizes without cropping.")
+INTERPOLATION = typer.Option(None, "--interpolation", help="Resize interpolation: bilinear, bicubic, ...")
+MEAN = typer.Option(None, "--mean", help="Normalisation mean, three comma-separated numbers.")
+STD = typer.Option(None, "--std", help="Normalisation std, three comma-separated numbers.")
+BATCH_SIZE = typer.Option(256, "--batch-size", help="Images per forward pass.")
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+
+
+def parse_triple(text: str | None, label: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise TilesearchError(f"invalid {label} {text!r}: expected three comma-separated numbers such as 0.485,0.456,0.406")
+    return values
+
+
+def print_summary(result) -> None:
+    from tilesearch.results import pareto_frame
+
+    study, run_dir = result.study, result.run_dir
+    document = read_run_file(run_dir)
+    frame = pareto_frame(study, document["se_buffer"])
+    table = Table(title=f"Pareto front of {study.study_name} ({result.completed_after} trials, "
+                        f"{result.completed_after - result.completed_before} new)")
+    for column in ("trial", "accuracy", "drop vs SE", "buffer", "vs SE", "extra MACs"):
+        table.add_column(column, justify="right")
+    budget = document.get("budget_elements")
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            str(row.trial), f"{100 * row.accuracy:.2f}%",
+            "-" if row.drop is None or row.drop != row.drop else f"{100 * row.drop:.2f} pts",
+            format_count(row.buffer), f"{row.buffer_ratio:.1%}", format_count(row.extra_macs),
+        )
+    console.print(table)
+    if budget is not None:
+        console.print(f"budget: {format_count(budget)} elements ({budget / document['se_buffer']:.1%} of SE)")
+    if "best.yaml" in result.written:
+        console.print(f"best config within budget: {result.written['best.yaml']}")
+    if result.holdout:
+        se, best = result.holdout["se"], result.holdout["best"]
+        console.print(
+            f"held-out ({result.holdout['images']} images): SE {100 * se['accuracy']:.2f}%, "
+            f"best (trial {best['trial']}) {100 * best['accuracy']:.2f}%"
+        )
+    console.print(f"outputs in {run_dir}/: " + ", ".join(sorted(result.written)))
+
+
+def finish(result) -> None:
+    print_summary(result)
+    if result.interrupted:
+        typer.echo(f"interrupted: completed trials are saved; continue with `tilesearch resume {result.run_dir}`", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors
+def run(
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP + " [default: the offline demo]"),
+    data: Optional[str] = typer.Option(None, "--data", help="Validation images, ImageFolder layout (DIR/CLASS/IMAGE)."),
+    pretrained: bool = PRETRAINED,
+    checkpoint: Optional[str] = CHECKPOINT,
+    num_classes: Optional[int] = NUM_CLASSES,
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="Images for the final report [default: the images --val-subset leaves out]."),
+    val_subset: int = typer.Option(1000, "--val-subset", help="Images the search scores on: a stratified, seeded subset of --data."),
+    input_size: Optional[str] = INPUT_SIZE,
+    crop_pct: Optional[float] = CROP_PCT,
+    interpolation: Optional[str] = INTERPOLATION,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    space: str = typer.Option("default", "--space", help="Search space: a name in search_spaces/ (default, strips, patches, uniform) or a .yaml file."),
+    profile: str = typer.Option("ideal", "--profile", help="Hardware profile: ideal, row-stationary or a .yaml file."),
+    buffer_budget: Optional[str] = typer.Option(None, "--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS}, or 40% of SE."),
+    sampler: str = typer.Option("nsga2", "--sampler", help="Optuna sampler: nsga2, tpe or random."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the validation subset."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to add to the study in this run [default: 40; demo 30]."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="Study name [default: from model, space and budget]."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL [default: sqlite:///runs/STUDY/study.db]."),
+    out: str = typer.Option("runs", "--out", help="Folder that holds the run folders."),
+    batch_size: int = BATCH_SIZE,
+    device: Optional[str] = DEVICE,
+) -> None:
+    """Search per-block tiles: zero-shot accuracy up, buffer down, within a budget.
+
+    With no --model and --data it runs the offline demo: a synthetic data set and a
+    small SE network that ship with tilesearch.
+    """
+    from tilesearch.search import RunSettings, prepare_search, run_search
+
+    if (model is None) != (data is None):
+        raise TilesearchError("give both --model and --data, or neither for the offline demo")
+    if model is None:
+        from tilesearch.demo import DEMO_TRIALS, demo_settings
+
+        settings = demo_settings(Path(out))
+        n_trials = n_trials or DEMO_TRIALS
+    else:
+        settings = RunSettings(
+            model=model, data=data, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
+            holdout=holdout, val_subset=val_subset, seed=seed, input_size=parse_input_size(input_size),
+            crop_pct=crop_pct, interpolation=interpolation, mean=parse_triple(mean, "mean"),
+            std=parse_triple(std, "std"), space=space, profile=profile, budget=buffer_budget, sampler=sampler,
+            batch_size=batch_size, device=device,
+        )
+    search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage)
+    finish(run_search(search, n_trials=n_trials or 40, timeout=timeout))
+
+
+@app.command()
+@user_errors
+def resume(
+    run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regnety_002-5M."),
+    n_trials: int = typer.Option(40, "--n-trials", help="Trials to add."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
+) -> None:
+    """Continue the study of a run folder; completed trials are never evaluated again."""
+    from tilesearch.search import prepare_resume, run_search
+
+    finish(run_search(prepare_resume(run_dir), n_trials=n_trials, timeout=timeout))
+
+
+@app.command()
+@user_errors
+def pareto(run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regnety_002-5M.")) -> None:
+    """Print the feasible Pareto front from the study's storage and refresh the run folder's files."""
+    from tilesearch.results import write_outputs
+    from tilesearch.search import blocks_from_run, load_study_of_run
+
+    document = read_run_file(run_dir)
+    study = load_study_of_run(document)
+    blocks = blocks_from_run(document)
+    written = write_outputs(
+        study, Path(run_dir), document["settings"]["model"], tuple(document["preprocessing"]["input_size"]),
+        blocks, load_profile(document["settings"]["profile"]), document.get("budget_elements"),
+    )
+    done = sum(1 for t in study.trials if t.state.name == "COMPLETE")
+    print_summary(SimpleNamespace(study=study, run_dir=Path(run_dir), completed_before=done, completed_after=done,
+                                  written=written, holdout=None))
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
+    data: str = typer.Option(..., "--data", help="Images in ImageFolder layout (DIR/CLASS/IMAGE)."),
+    tile: Optional[str] = typer.Option(None, "--tile", help=f"One tile for every SE block: {ACCEPTED_FORMS}."),
+    config: Optional[str] = typer.Option(None, "--config", help="A tile-config YAML (e.g. runs/STUDY/best.yaml)."),
+    pretrained: bool = PRETRAINED,
+    checkpoint: Optional[str] = CHECKPOINT,
+    num_classes: Optional[int] = NUM_CLASSES,
+    input_size: Optional[str] = INPUT_SIZE,
+    crop_pct: Optional[float] = CROP_PCT,
+    interpolation: Optional[str] = INTERPOLATION,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    profile: str = typer.Option("ideal", "--profile", help="Hardware profile for the buffer figure."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score a stratified subset of this many images."),
+    batch_size: int = BATCH_SIZE,
+    device: Optional[str] = DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Score one tile config zero-shot: accuracy, agreement with SE, buffer."""
+    from tilesearch.score import evaluate_config
+
+    if (tile is None) == (config is None):
+        raise TilesearchError("give exactly one of --tile SPEC or --config FILE")
+    result = evaluate_config(
+        model, data, tile if tile is not None else load_config(config).tiles,
+        pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes,
+        input_size=parse_input_size(input_size), crop_pct=crop_pct, interpolation=interpolation,
+        mean=parse_triple(mean, "mean"), std=parse_triple(std, "std"), profile=profile, limit=limit,
+        batch_size=batch_size, device=device,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console.print(
+        f"{model}: accuracy {100 * result['accuracy']:.2f}% ({result['correct']}/{result['total']}), "
+        f"agreement with SE {100 * result['agreement']:.2f}%, SE accuracy {100 * result['se_accuracy']:.2f}%, "
+        f"buffer {format_count(result['buffer'])} of {format_count(result['se_buffer'])} elements"
+    )
 
 
 def main() -> None:

@@ -57,6 +57,8 @@ def _torchvision_names() -> list[str]:
 def _timm_names() -> list[str]:
     import timm
 
+    import tilesearch.demo  # noqa: F401  (registers the demo network with timm)
+
     return timm.list_models()
 
 
@@ -109,6 +111,91 @@ def create_model(name: str, num_classes: int | None = None, input_size: tuple[in
             kwargs["image_size"] = tuple(input_size)
         model = effdet.create_model(source.name, bench_task="", pretrained=False, pretrained_backbone=False, **kwargs)
     return model.eval()
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a ``.safetensors`` or ``.pth``/``.pth.tar`` state dict (bare, or under
+    ``state_dict``/``model``/``state_dict_ema``) into ``model``, strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise TilesearchError(f"checkpoint {str(path)!r} does not exist")
+    state = _read_state_dict(path)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [key for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if wrong_shape:
+            key = wrong_shape[0]
+            problems.append(f"{key} is {tuple(state[key].shape)} in the file but {tuple(expected[key].shape)} in the model")
+        if missing:
+            problems.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            problems.append(f"unexpected {', '.join(unexpected[:3])}")
+        hint = " (--num-classes?)" if wrong_shape and not missing else ""
+        raise TilesearchError(f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {'; '.join(problems)}{hint}")
+    model.load_state_dict(state)
+    return model
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors raises its own error types for corrupt files
+            raise TilesearchError(f"checkpoint {str(path)!r} is not a readable safetensors file: {error}") from None
+    if not path.name.endswith((".pth", ".pt", ".pth.tar", ".bin", ".ckpt")):
+        raise TilesearchError(f"checkpoint {str(path)!r}: expected a .safetensors, .pth or .pth.tar file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # Training checkpoints (timm's train.py) pickle their argparse namespace too; the user's own file.
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise TilesearchError(f"checkpoint {str(path)!r} could not be read: {error}") from None
+    for key in ("state_dict_ema", "state_dict", "model"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            return data[key]
+    if isinstance(data, dict) and all(isinstance(value, torch.Tensor) for value in data.values()):
+        return data
+    raise TilesearchError(f"checkpoint {str(path)!r} holds no state dict (looked for state_dict, model, state_dict_ema)")
+
+
+def load_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> nn.Module:
+    """Build ``name`` with weights: a checkpoint file, the zoo's pretrained weights, or random."""
+    if pretrained and checkpoint:
+        raise TilesearchError("give either --pretrained or --checkpoint, not both")
+    if num_classes is not None and num_classes < 1:
+        raise TilesearchError(f"invalid number of classes {num_classes}: expected a positive integer")
+    if not pretrained:
+        model = create_model(name, num_classes=num_classes, input_size=input_size)
+        return load_checkpoint(model, checkpoint) if checkpoint else model
+    source = model_source(name)
+    if source.zoo != "timm":
+        raise TilesearchError(f"--pretrained loads timm weights; for {name!r} pass --checkpoint FILE")
+    import timm
+
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    try:
+        return timm.create_model(source.name, pretrained=True, **kwargs).eval()
+    except Exception as error:  # hub and network errors come in many types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TilesearchError(
+            f"no pretrained weights for {name!r} could be loaded (offline and not in the local Hugging Face cache?): "
+            f"{reason[:200]}; pass --checkpoint FILE instead"
+        ) from None
 
 
 def default_input_size(name: str) -> tuple[int, int]:

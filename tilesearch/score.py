@@ -1,0 +1,141 @@
+"""Zero-shot score of a tile config: the SE weights assigned unchanged.
+
+Vosco et al. (section 4.3, Table 2, "TSE^aw") replace SE by TSE in a trained
+network without retraining and measure the accuracy lost. A :class:`Scorer`
+holds one model, tiled in place and re-tiled per config, and the decoded
+validation images; each score is one pass over them. Besides top-1 accuracy it
+reports label-free fidelity to the original SE model: the fraction of images
+whose top-1 prediction agrees with SE's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tilesearch.data import ImageSet, Preprocessing
+from tilesearch.errors import TilesearchError
+from tilesearch.tiled_se import apply_tiles, find_se_modules
+from tilesearch.tiles import GAP, TileChoice, TileConfig, tile_config
+
+
+@dataclass(frozen=True)
+class Score:
+    """Accuracy of one config on one image set, and its agreement with the SE model."""
+
+    accuracy: float
+    correct: int
+    total: int
+    agreement: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_num_classes(model: nn.Module) -> int | None:
+    """Output classes of a classifier's head, where the model says."""
+    if isinstance(getattr(model, "num_classes", None), int):
+        return model.num_classes
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return heads[-1].out_features if heads else None
+
+
+class Scorer:
+    """Scores tile configs of one classifier on one decoded image set."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: ImageSet,
+        preprocessing: Preprocessing,
+        batch_size: int = 256,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if len(images) == 0:
+            raise TilesearchError("no images to score on")
+        classes = model_num_classes(model)
+        if classes is not None and classes != len(images.classes):
+            raise TilesearchError(
+                f"the data has {len(images.classes)} classes but the model's head has {classes} outputs; "
+                f"pass --num-classes {len(images.classes)} with a checkpoint trained on these classes"
+            )
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.images = images
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.block_names = [name for name, _ in find_se_modules(model)]
+        self.se_predictions = self.predictions(GAP)
+
+    @torch.inference_mode()
+    def logits(self, tiles: TileChoice | TileConfig) -> Tensor:
+        """Logits of every image under ``tiles`` (the model is re-tiled in place)."""
+        apply_tiles(self.model, tiles)
+        outputs = []
+        for start in range(0, len(self.images), self.batch_size):
+            batch = self.images.pixels[start : start + self.batch_size].to(self.device, non_blocking=True)
+            outputs.append(self.model(self.preprocessing.normalize(batch)).float().cpu())
+        return torch.cat(outputs)
+
+    def predictions(self, tiles: TileChoice | TileConfig) -> Tensor:
+        return self.logits(tiles).argmax(dim=1)
+
+    def score(self, tiles: TileChoice | TileConfig) -> Score:
+        config = tile_config(self.block_names, tiles)
+        all_gap = all(tile.is_gap for tile in config.values())
+        predictions = self.se_predictions if all_gap else self.predictions(config)
+        correct = int((predictions == self.images.labels).sum())
+        agree = int((predictions == self.se_predictions).sum())
+        total = len(self.images)
+        return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total)
+
+
+def evaluate_config(
+    model_name: str,
+    data: str,
+    tiles: TileChoice | TileConfig,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
+    profile: str = "ideal",
+    limit: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | None = None,
+) -> dict:
+    """Score one config of a named model on an image folder; what `tilesearch eval` prints."""
+    from tilesearch.cost import buffer_report
+    from tilesearch.data import decode_images, image_folder, resolve_preprocessing, stratified_split
+    from tilesearch.discover import discover_se_blocks
+    from tilesearch.models import load_model
+
+    dataset = image_folder(data)
+    model = load_model(model_name, pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes)
+    config = tile_config([name for name, _ in find_se_modules(model)], tiles)
+    preprocessing = resolve_preprocessing(model, input_size, crop_pct, interpolation, mean, std)
+    report = buffer_report(discover_se_blocks(model, preprocessing.input_size), config, profile)
+    indices, _ = stratified_split([label for _, label in dataset.samples], limit, seed)
+    scorer = Scorer(model, decode_images(data, preprocessing, indices), preprocessing, batch_size, device)
+    score = scorer.score(config)
+    se_correct = int((scorer.se_predictions == scorer.images.labels).sum())
+    return {
+        **score.to_dict(),
+        "se_accuracy": se_correct / score.total,
+        "buffer": report.total,
+        "se_buffer": report.se_total,
+        "buffer_bytes": report.total_bytes,
+        "extra_macs": report.extra_macs,
+        "tiles": {name: str(tile) for name, tile in config.items()},
+    }

@@ -1,0 +1,457 @@
+"""The search: an Optuna study over per-block tiles, accuracy up and buffer down.
+
+Two objectives (zero-shot accuracy, maximised; network buffer in elements,
+minimised), the buffer budget as a constraint (``Trial.set_constraint``, so an
+infeasible trial never sits on the reported front), NSGA-II by default. The SE
+baseline (all GAP) and the paper's uniform 7xW are enqueued as the first trials.
+
+A run lives in a folder (``runs/<study>``): ``run.yaml`` records the settings and
+the model's SE blocks, the study sits in an Optuna storage (an SQLite file in the
+folder by default). Running the same command again, or ``tilesearch resume``,
+continues the study; a config already evaluated is never evaluated again.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import optuna
+import yaml
+
+from tilesearch.config import write_atomically
+from tilesearch.cost import HardwareProfile, buffer_report, format_count, load_profile, parse_budget
+from tilesearch.data import Preprocessing, decode_images, image_folder, resolve_preprocessing, stratified_split
+from tilesearch.discover import SEBlock, discover_se_blocks
+from tilesearch.errors import TilesearchError
+from tilesearch.models import load_model
+from tilesearch.score import Scorer
+from tilesearch.space import SearchSpace, load_space
+from tilesearch.tiles import GAP, TileSpec, parse_tile
+
+SAMPLERS = ("nsga2", "tpe", "random")
+# Settings that define what a study measures: a later run on the same study must agree on them.
+IDENTITY = (
+    "model", "checkpoint", "pretrained", "num_classes", "data", "val_subset", "seed",
+    "input_size", "crop_pct", "interpolation", "mean", "std", "space", "profile", "budget",
+)
+
+
+@dataclass
+class RunSettings:
+    """Everything a search needs; saved in ``run.yaml`` and the study so it can be resumed."""
+
+    model: str
+    data: str
+    checkpoint: str | None = None
+    pretrained: bool = False
+    num_classes: int | None = None
+    holdout: str | None = None
+    val_subset: int | None = 1000
+    seed: int = 0
+    input_size: int | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    space: str = "default"
+    profile: str = "ideal"
+    budget: str | None = None
+    sampler: str = "nsga2"
+    batch_size: int = 256
+    device: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("mean", "std"):
+            data[key] = None if data[key] is None else list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunSettings:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        for key in ("mean", "std"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def parse_amount_budget(text: str | None, profile: HardwareProfile, se_total: int) -> int | None:
+    """A budget in elements; ``40%`` is a share of the SE buffer."""
+    if text is None:
+        return None
+    if str(text).strip().endswith("%"):
+        try:
+            share = float(str(text).strip()[:-1])
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 100:
+            raise TilesearchError(f"invalid buffer budget {text!r}: a share of the SE buffer must lie in (0%, 100%]")
+        return max(1, int(se_total * share / 100))
+    return parse_budget(text, profile)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "nsga2":
+        # Optuna's default population (50) would leave a 40-trial search purely random.
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise TilesearchError(f"unknown sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage; RDB storages get heartbeats so a dead worker's trial is failed and retried."""
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=30,
+                    grace_period=120,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                )
+        except Exception as error:  # sqlalchemy raises many types for a bad URL or server
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise TilesearchError(f"cannot open storage {url!r}: {reason[:200]}") from None
+    if url.endswith((".log", ".jsonl")) or url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    raise TilesearchError(f"unknown storage {url!r}: expected sqlite:///FILE, postgresql://..., or a journal FILE.log")
+
+
+def config_key(tiles: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(tiles.items()))
+
+
+@dataclass
+class Search:
+    """A prepared search: model, data, blocks and space checked, nothing written yet."""
+
+    settings: RunSettings
+    run_dir: Path
+    study_name: str
+    storage_url: str
+    blocks: list[SEBlock]
+    space: SearchSpace
+    profile: HardwareProfile
+    budget: int | None
+    preprocessing: Preprocessing
+    scorer_factory: Callable[[], Scorer]
+    scorer: Scorer | None = None
+    evaluated: dict = field(default_factory=dict)
+
+    @property
+    def se_total(self) -> int:
+        return sum(block.se_buffer for block in self.blocks)
+
+    def tiles_for(self, params: dict[str, str]) -> dict[str, str]:
+        """Per-block tiles (name -> tile text) of a trial's parameters."""
+        tiles = {block.name: str(GAP) for block in self.blocks}
+        for param in self.space.params(self.blocks):
+            for name in param.blocks:
+                tiles[name] = params[param.name]
+        return tiles
+
+    def objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        params = {
+            param.name: trial.suggest_categorical(param.name, [str(tile) for tile in param.choices])
+            for param in self.space.params(self.blocks)
+        }
+        tiles = self.tiles_for(params)
+        report = buffer_report(self.blocks, tiles, self.profile)
+        trial.set_constraint("buffer", 0.0 if self.budget is None else float(report.total - self.budget))
+        previous = self.evaluated.get(config_key(tiles))
+        if previous is not None:  # the sampler proposed a config already measured: reuse it
+            attrs = {key: value for key, value in previous.items() if key != "baseline"}
+            attrs["reused_from"] = previous["trial"]
+        else:
+            if self.scorer is None:
+                self.scorer = self.scorer_factory()
+            score = self.scorer.score(tiles)
+            attrs = {**score.to_dict(), "trial": trial.number}
+        attrs.update(
+            tiles=tiles,
+            buffer=report.total,
+            buffer_bytes=report.total_bytes,
+            extra_macs=report.extra_macs,
+            feasible=self.budget is None or report.total <= self.budget,
+        )
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        self.evaluated.setdefault(config_key(tiles), attrs)
+        return attrs["accuracy"], float(report.total)
+
+    def seed_params(self) -> dict[str, dict[str, str]]:
+        """Parameters of the SE baseline and the paper's uniform 7xW, where the space has them."""
+        seeds = {}
+        for label, tile in (("SE", GAP), ("7xW", parse_tile("7xW"))):
+            params = {}
+            for param in self.space.params(self.blocks):
+                match = _choice_equivalent(param, tile, self.blocks)
+                if match is None:
+                    break
+                params[param.name] = str(match)
+            else:
+                seeds[label] = params
+        return seeds
+
+
+def _choice_equivalent(param, tile: TileSpec, blocks: list[SEBlock]) -> TileSpec | None:
+    """The choice of ``param`` that acts like ``tile`` on every block it sets (choices may be merged)."""
+    by_name = {block.name: block for block in blocks}
+    for choice in param.choices:
+        if all(choice.resolve(by_name[n].height, by_name[n].width) == tile.resolve(by_name[n].height, by_name[n].width) for n in param.blocks):
+            return choice
+    return None
+
+
+def default_study_name(settings: RunSettings) -> str:
+    parts = [settings.model.replace("/", "-")]
+    if settings.space != "default":
+        parts.append(Path(settings.space).stem)
+    if settings.budget:
+        parts.append(str(settings.budget).replace("%", "pct").replace(" ", ""))
+    return "-".join(parts)
+
+
+def prepare_search(
+    settings: RunSettings,
+    out_dir: str | Path = "runs",
+    study_name: str | None = None,
+    storage: str | None = None,
+    run_dir: str | Path | None = None,
+) -> Search:
+    """Check every setting and load the model and its blocks (images load lazily); write nothing."""
+    space = load_space(settings.space)
+    profile = load_profile(settings.profile)
+    make_sampler(settings.sampler, settings.seed)
+    if settings.budget is not None and not str(settings.budget).strip().endswith("%"):
+        parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
+    dataset = image_folder(settings.data)
+    if settings.holdout is not None:
+        image_folder(settings.holdout)
+    model = load_model(
+        settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint, num_classes=settings.num_classes
+    )
+    preprocessing = resolve_preprocessing(
+        model, settings.input_size, settings.crop_pct, settings.interpolation, settings.mean, settings.std
+    )
+    blocks = discover_se_blocks(model, preprocessing.input_size)
+    se_total = sum(block.se_buffer for block in blocks)
+    budget = parse_amount_budget(settings.budget, profile, se_total)
+    smallest = space.min_buffer(blocks, profile)
+    if budget is not None and budget < smallest:
+        raise TilesearchError(
+            f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
+            f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
+        )
+    name = study_name or default_study_name(settings)
+    run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
+    storage_url = storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
+    labels = [label for _, label in dataset.samples]
+    search_indices, _ = stratified_split(labels, settings.val_subset, settings.seed)
+
+    def scorer_factory() -> Scorer:
+        images = decode_images(settings.data, preprocessing, search_indices, cache_dir=run_dir / "cache")
+        return Scorer(model, images, preprocessing, batch_size=settings.batch_size, device=settings.device)
+
+    return Search(settings, run_dir, name, storage_url, blocks, space, profile, budget, preprocessing, scorer_factory)
+
+
+def open_study(search: Search) -> optuna.Study:
+    """Create the study or load it; a study made with other settings is refused untouched."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(search.storage_url)
+    existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
+    if search.study_name in existing:
+        recorded = existing[search.study_name].user_attrs.get("settings", {})
+        mine = search.settings.to_dict()
+        differ = [key for key in IDENTITY if recorded.get(key) != mine.get(key)]
+        if differ:
+            key = differ[0]
+            raise TilesearchError(
+                f"study {search.study_name!r} was made with {key}={recorded.get(key)!r}, not {mine.get(key)!r}; "
+                f"pass --study-name NAME for a new study"
+            )
+    study = optuna.create_study(
+        study_name=search.study_name,
+        storage=storage,
+        directions=["maximize", "minimize"],
+        sampler=make_sampler(search.settings.sampler, search.settings.seed),
+        load_if_exists=True,
+    )
+    if search.study_name not in existing:
+        study.set_user_attr("settings", search.settings.to_dict())
+        study.set_user_attr("budget_elements", search.budget)
+        study.set_user_attr("se_buffer", search.se_total)
+        for label, params in search.seed_params().items():
+            study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if "tiles" in trial.user_attrs and "reused_from" not in trial.user_attrs:
+            search.evaluated.setdefault(config_key(trial.user_attrs["tiles"]), dict(trial.user_attrs))
+    return study
+
+
+def save_run_file(search: Search) -> Path:
+    """``run.yaml``: settings, study location and the model's SE blocks, for resume and pareto."""
+    document = {
+        "study_name": search.study_name,
+        "storage": search.storage_url,
+        "settings": search.settings.to_dict(),
+        "preprocessing": {**search.preprocessing.to_dict(), "input_size": list(search.preprocessing.input_size)},
+        "budget_elements": search.budget,
+        "se_buffer": search.se_total,
+        "blocks": [block.to_dict() for block in search.blocks],
+    }
+    path = search.run_dir / "run.yaml"
+    write_atomically(path, yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def read_run_file(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "run.yaml"
+    if not path.is_file():
+        raise TilesearchError(f"{str(run_dir)!r} is not a tilesearch run folder (no run.yaml in it)")
+    return yaml.safe_load(path.read_text())
+
+
+def blocks_from_run(document: dict) -> list[SEBlock]:
+    return [SEBlock(**block) for block in document["blocks"]]
+
+
+def optimize(
+    search: Search,
+    study: optuna.Study,
+    n_trials: int | None,
+    timeout: float | None = None,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> bool:
+    """Run trials; returns False if interrupted by Ctrl-C (completed trials are already stored)."""
+    if n_trials is not None and n_trials < 1:
+        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
+    try:
+        study.optimize(
+            search.objective,
+            n_trials=n_trials,
+            timeout=timeout,
+            callbacks=[on_trial] if on_trial else None,
+            gc_after_trial=False,
+        )
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+@dataclass
+class RunResult:
+    """What a call of :func:`run_search` did."""
+
+    run_dir: Path
+    study: optuna.Study
+    completed_before: int
+    completed_after: int
+    interrupted: bool
+    written: dict[str, Path]
+    holdout: dict | None
+
+
+def _best_feasible_accuracy(study: optuna.Study) -> float | None:
+    accuracies = [t.values[0] for t in study.best_trials]
+    return max(accuracies) if accuracies else None
+
+
+def _progress_callback(progress, task) -> Callable:
+    def update(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        best = _best_feasible_accuracy(study)
+        text = "best feasible: -" if best is None else f"best feasible: {100 * best:.2f}%"
+        progress.update(task, advance=1, status=text)
+
+    return update
+
+
+def run_search(
+    search: Search,
+    n_trials: int | None = 40,
+    timeout: float | None = None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Open (or continue) the study, run ``n_trials`` more trials, write the run folder's outputs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tilesearch.results import completed, write_outputs
+
+    study = open_study(search)
+    search.run_dir.mkdir(parents=True, exist_ok=True)
+    save_run_file(search)
+    before = len(completed(study))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}")]
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        task = progress.add_task("trials", total=n_trials, status="")
+        finished = optimize(search, study, n_trials, timeout, _progress_callback(progress, task))
+    written = write_outputs(
+        study, search.run_dir, search.settings.model, search.preprocessing.input_size, search.blocks,
+        search.profile, search.budget,
+    )
+    holdout = holdout_report(search, study) if finished else None
+    return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout)
+
+
+def holdout_report(search: Search, study: optuna.Study) -> dict | None:
+    """SE and the best config on images the search never saw: the rest of --data, or --holdout."""
+    from tilesearch.results import best_trial
+
+    best = best_trial(study)
+    settings = search.settings
+    if best is None:
+        return None
+    if settings.holdout is not None:
+        root, indices = settings.holdout, None
+    else:
+        labels = [label for _, label in image_folder(settings.data).samples]
+        _, indices = stratified_split(labels, settings.val_subset, settings.seed)
+        root = settings.data
+        if not indices:
+            return None
+    images = decode_images(root, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
+                           description="decoding held-out images")
+    if search.scorer is None:
+        search.scorer = search.scorer_factory()
+    scorer = Scorer(search.scorer.model, images, search.preprocessing, settings.batch_size, search.scorer.device)
+    report = {
+        "images": len(images),
+        "source": str(root),
+        "se": scorer.score(GAP).to_dict(),
+        "best": {"trial": best.number, **scorer.score(best.user_attrs["tiles"]).to_dict()},
+    }
+    write_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
+    return report
+
+
+def prepare_resume(run_dir: str | Path) -> Search:
+    """The search recorded in a run folder, ready to continue."""
+    document = read_run_file(run_dir)
+    settings = RunSettings.from_dict(document["settings"])
+    return prepare_search(settings, study_name=document["study_name"], storage=document["storage"], run_dir=run_dir)
+
+
+def load_study_of_run(document: dict) -> optuna.Study:
+    """The study a run folder's ``run.yaml`` points to."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(document["storage"])
+    try:
+        return optuna.load_study(study_name=document["study_name"], storage=storage)
+    except KeyError:
+        raise TilesearchError(f"study {document['study_name']!r} is not in storage {document['storage']!r}") from None

@@ -30,6 +30,16 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def assert_user_error(result, *fragments) -> None:
+    """A CLI result that is a user mistake: exit 2, one stderr line ``error: ...`` naming ``fragments``."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TILESEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

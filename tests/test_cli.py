@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_user_error
 from typer.testing import CliRunner
 
 from tilesearch.cli import app
@@ -12,15 +13,6 @@ runner = CliRunner()
 
 def run_cli(*args):
     return runner.invoke(app, list(args))
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_buffer_json_agrees_with_table_1():

@@ -1,6 +1,7 @@
 """`tilesearch run / resume / pareto / eval` on the demo network and small drawn data sets."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import optuna
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import assert_user_error
 from typer.testing import CliRunner
 
 from tilesearch.cli import app
@@ -142,14 +144,6 @@ def test_api_run_search(demo_val, tmp_path):
     assert result.run_dir == tmp_path / "tilesearch_demo_net-uniform"
 
 
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.fixture()
 def three_class_data(tmp_path):
     from PIL import Image
@@ -197,7 +191,9 @@ def test_offline_demo_runs_with_no_arguments(tmp_path):
     assert result.exit_code == 0, result.output
     run_dir = next(p for p in tmp_path.iterdir() if (p / "run.yaml").is_file())
     assert (run_dir / "best.yaml").is_file() and (run_dir / "pareto.png").is_file()
-    assert (tmp_path / "demo-data" / "val").is_dir()
+    assert (tmp_path / "demo-data" / "val").is_dir() and (tmp_path / "demo-data" / "train").is_dir()
+    metrics = json.loads((run_dir / "final" / "metrics.json").read_text())  # the demo always fine-tunes
+    assert metrics["accuracy_after"] >= metrics["accuracy_before"]
 
 
 @torch.no_grad()

@@ -51,3 +51,5 @@ __all__ = [
     "save_config",
     "tile_config",
 ]
+
+import tilesearch.demo  # noqa: E402,F401  (registers the demo network, tilesearch_demo_net, with timm)

@@ -221,21 +221,27 @@ def run(
     out: str = typer.Option("runs", "--out", help="Folder that holds the run folders."),
     batch_size: int = BATCH_SIZE,
     device: Optional[str] = DEVICE,
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="Training images: end with a short fine-tune of the best config."),
+    epochs: int = typer.Option(5, "--epochs", help="Fine-tuning epochs (with --train-data)."),
+    train_subset: float = typer.Option(0.1, "--train-subset", help="Fraction (or number) of training images to fine-tune on."),
+    lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (SGD, cosine schedule)."),
 ) -> None:
     """Search per-block tiles: zero-shot accuracy up, buffer down, within a budget.
 
     With no --model and --data it runs the offline demo: a synthetic data set and a
-    small SE network that ship with tilesearch.
+    small SE network that ship with tilesearch, searched and then fine-tuned.
     """
     from tilesearch.search import RunSettings, prepare_search, run_search
 
     if (model is None) != (data is None):
         raise TilesearchError("give both --model and --data, or neither for the offline demo")
+    finetune_args = {"epochs": epochs, "train_subset": train_subset, "lr": lr}
     if model is None:
-        from tilesearch.demo import DEMO_TRIALS, demo_settings
+        from tilesearch.demo import DEMO_FINETUNE, DEMO_TRIALS, demo_data, demo_settings
 
         settings = demo_settings(Path(out))
         n_trials = n_trials or DEMO_TRIALS
+        train_data, finetune_args = str(demo_data(Path(out), "train")), DEMO_FINETUNE
     else:
         settings = RunSettings(
             model=model, data=data, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
@@ -245,7 +251,67 @@ def run(
             batch_size=batch_size, device=device,
         )
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage)
-    finish(run_search(search, n_trials=n_trials or 40, timeout=timeout))
+    if train_data is not None:
+        from tilesearch.data import image_folder
+
+        image_folder(train_data)  # a missing folder fails before the search, not after it
+    result = run_search(search, n_trials=n_trials or 40, timeout=timeout)
+    finish(result)
+    if train_data is not None:
+        from tilesearch.deploy import finetune
+
+        print_finetune(finetune(result.run_dir, train_data, **finetune_args), result.run_dir)
+
+
+def print_finetune(metrics: dict, run_dir: Path) -> None:
+    console.print(
+        f"fine-tuned {metrics['config']} for {metrics['epochs']} epochs on {metrics['train_images']} images "
+        f"({metrics['seconds']:.0f} s): held-out accuracy {100 * metrics['accuracy_before']:.2f}% -> "
+        f"{100 * metrics['accuracy_after']:.2f}% (SE {100 * metrics['se_accuracy']:.2f}%), "
+        f"buffer {format_count(metrics['buffer'])} of {format_count(metrics['se_buffer'])}; written to {Path(run_dir) / 'final'}/"
+    )
+
+
+@app.command()
+@user_errors
+def finetune(
+    run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regnety_002-5M."),
+    train_data: str = typer.Option(..., "--train-data", help="Training images, ImageFolder layout, same classes as --data."),
+    config: Optional[str] = typer.Option(None, "--config", help="A tile-config YAML [default: the run's best within budget]."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Fine-tune this trial's config instead."),
+    epochs: int = typer.Option(5, "--epochs", help="Epochs over the training subset."),
+    train_subset: float = typer.Option(0.1, "--train-subset", help="Fraction (or number) of training images; the paper uses 10%."),
+    lr: float = typer.Option(0.01, "--lr", help="Base learning rate (SGD, momentum 0.9, cosine, weight decay 5e-5)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Training batch size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset, the order and the flips."),
+) -> None:
+    """Fine-tune a chosen config briefly from the SE weights; writes DIR/final/."""
+    from tilesearch.deploy import finetune as run_finetune
+
+    metrics = run_finetune(run_dir, train_data, trial=trial, config=config, epochs=epochs,
+                           train_subset=train_subset, lr=lr, batch_size=batch_size, seed=seed)
+    print_finetune(metrics, Path(run_dir))
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regnety_002-5M."),
+    format: str = typer.Option("all", "--format", help="yaml, safetensors, onnx or all."),
+    config: Optional[str] = typer.Option(None, "--config", help="A tile-config YAML [default: the run's best within budget]."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Export this trial's config instead."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder [default: DIR/export]."),
+) -> None:
+    """Export a chosen config: tile-config YAML, weights (fine-tuned if DIR/final matches), ONNX."""
+    from tilesearch.deploy import export as run_export
+
+    result = run_export(run_dir, format, trial=trial, config=config, out=out)
+    for kind, path in result["files"].items():
+        console.print(f"{kind}: {path}")
+    if "weights" in result:
+        console.print(f"weights: {result['weights']}")
+    if "onnx_max_abs_diff" in result:
+        console.print(f"ONNX vs PyTorch on held-out images: largest absolute difference {result['onnx_max_abs_diff']:.2e}")
 
 
 @app.command()

@@ -309,13 +309,18 @@ DEMO_VAL_PER_CLASS = 150  # 1200 images: 400 for the search, 800 held out for th
 DEMO_BUDGET = "50%"
 
 
-def demo_data(out_dir: Path, seed: int = 0) -> Path:
-    """The demo's validation folder under ``out_dir``, drawn once and reused."""
-    folder = Path(out_dir) / "demo-data" / "val"
+DEMO_TRAIN_PER_CLASS = 100  # the short fine-tune's training split
+DEMO_FINETUNE = {"epochs": 10, "train_subset": 1.0, "lr": 0.01}
+
+
+def demo_data(out_dir: Path, split: str = "val", seed: int = 0) -> Path:
+    """A split of the demo's data set under ``out_dir``, drawn once and reused."""
+    per_class = DEMO_VAL_PER_CLASS if split == "val" else DEMO_TRAIN_PER_CLASS
+    folder = Path(out_dir) / "demo-data" / split
     complete = folder / ".complete"
     if not complete.is_file():
-        write_demo_dataset(folder.parent, "val", DEMO_VAL_PER_CLASS, seed)
-        complete.write_text(f"{DEMO_VAL_PER_CLASS} per class, seed {seed}\n")
+        write_demo_dataset(folder.parent, split, per_class, seed)
+        complete.write_text(f"{per_class} per class, seed {seed}\n")
     return folder
 
 

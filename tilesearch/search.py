@@ -409,14 +409,9 @@ def run_search(
     return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout)
 
 
-def holdout_report(search: Search, study: optuna.Study) -> dict | None:
-    """SE and the best config on images the search never saw: the rest of --data, or --holdout."""
-    from tilesearch.results import best_trial
-
-    best = best_trial(study)
+def holdout_images(search: Search):
+    """Images the search never scored: ``--holdout``, else the rest of ``--data`` (None if nothing is left)."""
     settings = search.settings
-    if best is None:
-        return None
     if settings.holdout is not None:
         root, indices = settings.holdout, None
     else:
@@ -425,14 +420,24 @@ def holdout_report(search: Search, study: optuna.Study) -> dict | None:
         root = settings.data
         if not indices:
             return None
-    images = decode_images(root, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
-                           description="decoding held-out images")
+    return decode_images(root, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
+                         description="decoding held-out images")
+
+
+def holdout_report(search: Search, study: optuna.Study) -> dict | None:
+    """SE and the best config on images the search never saw: the rest of --data, or --holdout."""
+    from tilesearch.results import best_trial
+
+    best = best_trial(study)
+    images = holdout_images(search)
+    if best is None or images is None:
+        return None
     if search.scorer is None:
         search.scorer = search.scorer_factory()
-    scorer = Scorer(search.scorer.model, images, search.preprocessing, settings.batch_size, search.scorer.device)
+    scorer = Scorer(search.scorer.model, images, search.preprocessing, search.settings.batch_size, search.scorer.device)
     report = {
         "images": len(images),
-        "source": str(root),
+        "source": str(search.settings.holdout or search.settings.data),
         "se": scorer.score(GAP).to_dict(),
         "best": {"trial": best.number, **scorer.score(best.user_attrs["tiles"]).to_dict()},
     }

@@ -21,6 +21,7 @@ state dict is untouched, so checkpoints load either way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MethodType
@@ -149,23 +150,47 @@ def find_se_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, module) for name, module in model.named_modules() if flavour_of(module) is not None]
 
 
-def apply_tiles(model: nn.Module, tiles: TileChoice | TileConfig) -> nn.Module:
+def apply_tiles(model: nn.Module, tiles: TileChoice | TileConfig | os.PathLike | object) -> nn.Module:
     """Tile every SE block of ``model`` in place and return the model.
 
-    ``tiles`` is one tile for every block (``"7xW"`` or a :class:`TileSpec`) or a
-    mapping from block name (module path) to tile; blocks not named stay GAP.
+    ``tiles`` is one tile for every block (``"7xW"`` or a :class:`TileSpec`), a
+    mapping from block name (module path) to tile (blocks not named stay GAP),
+    or a saved tile config (a :class:`~tilesearch.config.TileConfigFile` or the
+    path of its YAML), whose block names must match the model's exactly.
     Calling it again re-tiles the same model without rebuilding it.
     """
     blocks = find_se_modules(model)
     if not blocks:
         raise TilesearchError(f"{type(model).__name__} has no squeeze-and-excite block to tile")
-    config = tile_config([name for name, _ in blocks], tiles)
+    names = [name for name, _ in blocks]
+    tiles = _tiles_of_config_file(tiles, names)
+    config = tile_config(names, tiles)
     for name, module in blocks:
         if "forward" not in module.__dict__:
             module.tse_flavour = flavour_of(module)
             module.forward = MethodType(_tiled_forward, module)
         module.tse_tile = config[name]
     return model
+
+
+def _tiles_of_config_file(tiles, names: list[str]):
+    """The tiles of a config file (object or YAML path), checked against the model's block names."""
+    from tilesearch.config import TileConfigFile, load_config
+
+    if isinstance(tiles, (str, os.PathLike)) and str(tiles).endswith((".yaml", ".yml")):
+        tiles = load_config(tiles)
+    if not isinstance(tiles, TileConfigFile):
+        return tiles
+    missing = [name for name in names if name not in tiles.tiles]
+    extra = [name for name in tiles.tiles if name not in names]
+    if missing or extra:
+        parts = ([f"the model's {', '.join(missing[:3])} missing from it"] if missing else []) + (
+            [f"{', '.join(extra[:3])} not in the model"] if extra else []
+        )
+        raise TilesearchError(
+            f"tile config for {tiles.model!r} does not match this model's SE blocks: {'; '.join(parts)}"
+        )
+    return tiles.tiles
 
 
 def current_tiles(model: nn.Module) -> dict[str, TileSpec]:

@@ -20,7 +20,7 @@ from tilesearch.cost import BUDGET_FORMS, available_profiles, buffer_report, for
 from tilesearch.discover import discover_model
 from tilesearch.errors import TilesearchError
 from tilesearch.models import default_input_size, matching_names, model_source, se_block_counts
-from tilesearch.search import read_run_file
+from tilesearch.search import read_run_file, surrogate_error
 from tilesearch.tiles import ACCEPTED_FORMS, parse_tile
 
 # effdet decorates helpers with torch.jit.script, which torch now warns about on import.
@@ -178,6 +178,11 @@ def print_summary(result) -> None:
         console.print(f"budget: {format_count(budget)} elements ({budget / document['se_buffer']:.1%} of SE)")
     if "best.yaml" in result.written:
         console.print(f"best config within budget: {result.written['best.yaml']}")
+    error = surrogate_error(study)
+    if error is not None:
+        metric = study.user_attrs.get("settings", {}).get("metric", "accuracy")
+        shown = f"{error:.4f}" if metric == "kl" else f"{100 * error:.2f} points"
+        console.print(f"surrogate error (mean |predicted - measured| {metric}): {shown}")
     if result.holdout:
         se, best = result.holdout["se"], result.holdout["best"]
         console.print(
@@ -213,6 +218,8 @@ def run(
     profile: str = typer.Option("ideal", "--profile", help="Hardware profile: ideal, row-stationary or a .yaml file."),
     buffer_budget: Optional[str] = typer.Option(None, "--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS}, or 40% of SE."),
     sampler: str = typer.Option("nsga2", "--sampler", help="Optuna sampler: nsga2, tpe or random."),
+    metric: str = typer.Option("accuracy", "--metric", help="Score to maximise: accuracy, agreement (top-1 agreement with SE) or kl (mean KL from SE, minimised); the last two need no labels."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="surrogate (one-block sensitivity scan, exact front of the additive surrogate enqueued first) or sampler [default: surrogate for per-block spaces]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the validation subset."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to add to the study in this run [default: 40; demo 30]."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
@@ -248,7 +255,7 @@ def run(
             holdout=holdout, val_subset=val_subset, seed=seed, input_size=parse_input_size(input_size),
             crop_pct=crop_pct, interpolation=interpolation, mean=parse_triple(mean, "mean"),
             std=parse_triple(std, "std"), space=space, profile=profile, budget=buffer_budget, sampler=sampler,
-            batch_size=batch_size, device=device,
+            metric=metric, strategy=strategy, batch_size=batch_size, device=device,
         )
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage)
     if train_data is not None:
@@ -344,6 +351,62 @@ def pareto(run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regn
     done = sum(1 for t in study.trials if t.state.name == "COMPLETE")
     print_summary(SimpleNamespace(study=study, run_dir=Path(run_dir), completed_before=done, completed_after=done,
                                   written=written, holdout=None))
+
+
+@app.command()
+@user_errors
+def sensitivity(
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
+    data: str = typer.Option(..., "--data", help="Images: ImageFolder layout, or a flat folder of unlabeled images."),
+    pretrained: bool = PRETRAINED,
+    checkpoint: Optional[str] = CHECKPOINT,
+    num_classes: Optional[int] = NUM_CLASSES,
+    val_subset: int = typer.Option(1000, "--val-subset", help="Images to scan on (stratified, seeded)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset."),
+    input_size: Optional[str] = INPUT_SIZE,
+    crop_pct: Optional[float] = CROP_PCT,
+    interpolation: Optional[str] = INTERPOLATION,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    space: str = typer.Option("default", "--space", help="Search space whose tile choices are scanned."),
+    profile: str = typer.Option("ideal", "--profile", help="Hardware profile for the buffer column."),
+    out: str = typer.Option("runs", "--out", help="Folder that holds the run folders."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="Run folder name [default: from model and space]."),
+    batch_size: int = BATCH_SIZE,
+    device: Optional[str] = DEVICE,
+) -> None:
+    """One-block-at-a-time drops of every tile choice (prefix-cached); writes sensitivity.csv and .png."""
+    from tilesearch.search import RunSettings, prepare_search
+    from tilesearch.sensitivity import sensitivity_for
+
+    settings = RunSettings(
+        model=model, data=data, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
+        val_subset=val_subset, seed=seed, input_size=parse_input_size(input_size), crop_pct=crop_pct,
+        interpolation=interpolation, mean=parse_triple(mean, "mean"), std=parse_triple(std, "std"), space=space,
+        profile=profile, metric="accuracy" if image_classes(data) else "agreement", batch_size=batch_size, device=device,
+    )
+    search = prepare_search(settings, out_dir=out, study_name=study_name)
+    rows = sensitivity_for(search)
+    table = Table(title=f"{model}: score drop when only one block is tiled (points)")
+    tiles = list(dict.fromkeys(row.tile for row in rows))
+    table.add_column("block")
+    for tile in tiles:
+        table.add_column(tile, justify="right")
+    cells = {(row.block, row.tile): row for row in rows}
+    metric = settings.metric
+    for block in dict.fromkeys(row.block for row in rows):
+        table.add_row(block, *[
+            "" if (block, t) not in cells else f"{100 * (1 - cells[(block, t)].agreement if metric == 'agreement' else cells[(block, t)].drop):.2f}"
+            for t in tiles
+        ])
+    console.print(table)
+    console.print(f"written: {search.run_dir / 'sensitivity.csv'}, {search.run_dir / 'sensitivity.png'}")
+
+
+def image_classes(data: str) -> list[str]:
+    from tilesearch.data import image_folder
+
+    return image_folder(data).classes
 
 
 @app.command("eval")

@@ -94,18 +94,32 @@ class ImageSet:
         return len(self.labels)
 
 
+@dataclass
+class FlatFolder:
+    """Unlabeled images directly in a folder: ImageFolder's interface with no classes (label -1)."""
+
+    samples: list[tuple[str, int]]
+    classes: list[str]
+    loader: object
+
+
 def image_folder(root: str | Path):
-    """A torchvision ImageFolder, or a one-line error for a missing or empty folder."""
+    """A torchvision ImageFolder, a :class:`FlatFolder` of unlabeled images, or a one-line error."""
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
     root = Path(root)
     if not root.is_dir():
         raise TilesearchError(f"data folder {str(root)!r} does not exist (expected ImageFolder layout: DIR/CLASS/IMAGE)")
+    flat = sorted(str(p) for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+    if flat and not any(p.is_dir() for p in root.iterdir()):
+        return FlatFolder([(path, -1) for path in flat], [], default_loader)
     try:
         return ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as error:
         raise TilesearchError(
-            f"data folder {str(root)!r} has no images in class subfolders (expected DIR/CLASS/IMAGE): {error}"
+            f"data folder {str(root)!r} has no images in class subfolders (expected DIR/CLASS/IMAGE) "
+            f"nor images directly in it: {error}"
         ) from None
 
 

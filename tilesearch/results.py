@@ -24,10 +24,16 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(COMPLETE,)) if "tiles" in t.user_attrs]
 
 
+def score_sign(study: optuna.Study) -> float:
+    """+1 when the first objective is maximised (accuracy, agreement), -1 when minimised (kl)."""
+    return 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+
+
 def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The feasible Pareto front, by buffer ascending (one trial per distinct point)."""
     seen, unique = set(), []
-    for trial in sorted(study.best_trials, key=lambda t: (t.values[1], -t.values[0], t.number)):
+    sign = score_sign(study)
+    for trial in sorted(study.best_trials, key=lambda t: (t.values[1], -sign * t.values[0], t.number)):
         point = tuple(trial.values)
         if point not in seen and "tiles" in trial.user_attrs:
             seen.add(point)
@@ -36,9 +42,9 @@ def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The most accurate feasible trial; the smaller buffer breaks ties."""
-    candidates = front(study)
-    return max(candidates, key=lambda t: (t.values[0], -t.values[1], -t.number)) if candidates else None
+    """The best-scoring feasible trial (most accurate by default); the smaller buffer breaks ties."""
+    candidates, sign = front(study), score_sign(study)
+    return max(candidates, key=lambda t: (sign * t.values[0], -t.values[1], -t.number)) if candidates else None
 
 
 def baseline_trial(study: optuna.Study, label: str) -> optuna.trial.FrozenTrial | None:
@@ -60,6 +66,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, se_accuracy: float | None, se_buf
         "accuracy": attrs["accuracy"],
         "drop": None if se_accuracy is None else se_accuracy - attrs["accuracy"],
         "agreement": attrs.get("agreement"),
+        "kl": attrs.get("kl"),
+        "predicted": attrs.get("predicted"),
         "buffer": attrs["buffer"],
         "buffer_ratio": attrs["buffer"] / se_buffer,
         "buffer_bytes": attrs["buffer_bytes"],
@@ -96,25 +104,28 @@ def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str)
     import matplotlib.pyplot as plt
 
     trials = completed(study)
+    metric = study.user_attrs.get("settings", {}).get("metric", "accuracy")
+    scale = 1 if metric == "kl" else 100
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     feasible = [t for t in trials if t.user_attrs["feasible"]]
     infeasible = [t for t in trials if not t.user_attrs["feasible"]]
-    ax.scatter([t.values[1] / 1e6 for t in feasible], [100 * t.values[0] for t in feasible], s=14, c="0.6", label="trials")
+    ax.scatter([t.values[1] / 1e6 for t in feasible], [scale * t.values[0] for t in feasible], s=14, c="0.6", label="trials")
     if infeasible:
-        ax.scatter([t.values[1] / 1e6 for t in infeasible], [100 * t.values[0] for t in infeasible], s=14, c="0.8",
+        ax.scatter([t.values[1] / 1e6 for t in infeasible], [scale * t.values[0] for t in infeasible], s=14, c="0.8",
                    marker="x", label="over budget")
     points = front(study)
     if points:
-        ax.plot([t.values[1] / 1e6 for t in points], [100 * t.values[0] for t in points], "-o", c="tab:blue",
+        ax.plot([t.values[1] / 1e6 for t in points], [scale * t.values[0] for t in points], "-o", c="tab:blue",
                 ms=5, drawstyle="steps-post", label="Pareto front")
     for trial, marker, label in ((se_trial(study), "*", "SE (all GAP)"), (baseline_trial(study, "7xW"), "D", "uniform 7xW")):
         if trial is not None:
-            ax.scatter([trial.values[1] / 1e6], [100 * trial.values[0]], marker=marker, s=120, zorder=5,
+            ax.scatter([trial.values[1] / 1e6], [scale * trial.values[0]], marker=marker, s=120, zorder=5,
                        edgecolors="k", label=label)
     if budget is not None:
         ax.axvline(budget / 1e6, ls="--", c="tab:red", label="budget")
     ax.set_xlabel("network buffer (M elements)")
-    ax.set_ylabel("zero-shot top-1 accuracy (%)")
+    ax.set_ylabel({"accuracy": "zero-shot top-1 accuracy (%)", "agreement": "top-1 agreement with SE (%)",
+                   "kl": "mean KL divergence from SE (nats)"}[metric])
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -10,6 +10,7 @@ whose top-1 prediction agrees with SE's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,17 +22,34 @@ from tilesearch.tiled_se import apply_tiles, find_se_modules
 from tilesearch.tiles import GAP, TileChoice, TileConfig, tile_config
 
 
+METRICS = ("accuracy", "agreement", "kl")
+
+
 @dataclass(frozen=True)
 class Score:
-    """Accuracy of one config on one image set, and its agreement with the SE model."""
+    """Accuracy of one config on one image set, and its fidelity to the SE model.
+
+    ``agreement`` is the fraction of images whose top-1 prediction equals SE's and
+    ``kl`` the mean KL(p_SE || p_tiled): both need no labels, and both vary less
+    than accuracy on a small subset (a changed prediction counts even when SE
+    was wrong too).
+    """
 
     accuracy: float
     correct: int
     total: int
     agreement: float
+    kl: float
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def kl_divergence(reference_logits: Tensor, logits: Tensor) -> Tensor:
+    """Per-image KL(p_SE || p_tiled) in nats: how far the tiled model's prediction moved."""
+    reference = torch.log_softmax(reference_logits.float(), dim=1)
+    tiled = torch.log_softmax(logits.float(), dim=1)
+    return (reference.exp() * (reference - tiled)).sum(dim=1)
 
 
 def default_device() -> torch.device:
@@ -60,7 +78,7 @@ class Scorer:
         if len(images) == 0:
             raise TilesearchError("no images to score on")
         classes = model_num_classes(model)
-        if classes is not None and classes != len(images.classes):
+        if images.classes and classes is not None and classes != len(images.classes):
             raise TilesearchError(
                 f"the data has {len(images.classes)} classes but the model's head has {classes} outputs; "
                 f"pass --num-classes {len(images.classes)} with a checkpoint trained on these classes"
@@ -71,29 +89,33 @@ class Scorer:
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.block_names = [name for name, _ in find_se_modules(model)]
-        self.se_predictions = self.predictions(GAP)
+        self.se_logits = self.logits(GAP)
+        self.se_predictions = self.se_logits.argmax(dim=1)
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """(normalised inputs on the device, labels) per batch, from the cached uint8 images."""
+        for start in range(0, len(self.images), self.batch_size):
+            pixels = self.images.pixels[start : start + self.batch_size].to(self.device, non_blocking=True)
+            yield self.preprocessing.normalize(pixels), self.images.labels[start : start + self.batch_size].to(self.device)
 
     @torch.inference_mode()
     def logits(self, tiles: TileChoice | TileConfig) -> Tensor:
         """Logits of every image under ``tiles`` (the model is re-tiled in place)."""
         apply_tiles(self.model, tiles)
-        outputs = []
-        for start in range(0, len(self.images), self.batch_size):
-            batch = self.images.pixels[start : start + self.batch_size].to(self.device, non_blocking=True)
-            outputs.append(self.model(self.preprocessing.normalize(batch)).float().cpu())
-        return torch.cat(outputs)
+        return torch.cat([self.model(inputs).float().cpu() for inputs, _ in self.batches()])
 
     def predictions(self, tiles: TileChoice | TileConfig) -> Tensor:
         return self.logits(tiles).argmax(dim=1)
 
     def score(self, tiles: TileChoice | TileConfig) -> Score:
         config = tile_config(self.block_names, tiles)
-        all_gap = all(tile.is_gap for tile in config.values())
-        predictions = self.se_predictions if all_gap else self.predictions(config)
+        logits = self.se_logits if all(tile.is_gap for tile in config.values()) else self.logits(config)
+        predictions = logits.argmax(dim=1)
         correct = int((predictions == self.images.labels).sum())
         agree = int((predictions == self.se_predictions).sum())
         total = len(self.images)
-        return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total)
+        kl = float(kl_divergence(self.se_logits, logits).mean())
+        return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total, kl=kl)
 
 
 def evaluate_config(

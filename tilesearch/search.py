@@ -32,10 +32,11 @@ from tilesearch.space import SearchSpace, load_space
 from tilesearch.tiles import GAP, TileSpec, parse_tile
 
 SAMPLERS = ("nsga2", "tpe", "random")
+STRATEGIES = ("surrogate", "sampler")
 # Settings that define what a study measures: a later run on the same study must agree on them.
 IDENTITY = (
     "model", "checkpoint", "pretrained", "num_classes", "data", "val_subset", "seed",
-    "input_size", "crop_pct", "interpolation", "mean", "std", "space", "profile", "budget",
+    "input_size", "crop_pct", "interpolation", "mean", "std", "space", "profile", "budget", "metric",
 )
 
 
@@ -60,6 +61,8 @@ class RunSettings:
     profile: str = "ideal"
     budget: str | None = None
     sampler: str = "nsga2"
+    metric: str = "accuracy"
+    strategy: str | None = None  # surrogate (default for per-block spaces) or sampler
     batch_size: int = 256
     device: str | None = None
 
@@ -151,6 +154,20 @@ class Search:
     scorer_factory: Callable[[], Scorer]
     scorer: Scorer | None = None
     evaluated: dict = field(default_factory=dict)
+    drops: dict[tuple[str, str], float] | None = None  # the surrogate's one-block drops, once measured
+    se_score: float | None = None
+
+    @property
+    def strategy(self) -> str:
+        if self.settings.strategy is not None:
+            return self.settings.strategy
+        return "surrogate" if self.space.grouping == "per_block" else "sampler"
+
+    def predicted(self, tiles: dict[str, str]) -> float | None:
+        """The additive surrogate's score of a config (SE's score minus the one-block drops)."""
+        if self.drops is None or self.se_score is None:
+            return None
+        return self.se_score - sum(self.drops.get((name, tile), 0.0) for name, tile in tiles.items())
 
     @property
     def se_total(self) -> int:
@@ -181,6 +198,9 @@ class Search:
                 self.scorer = self.scorer_factory()
             score = self.scorer.score(tiles)
             attrs = {**score.to_dict(), "trial": trial.number}
+        predicted = self.predicted(tiles)
+        if predicted is not None:
+            attrs["predicted"] = predicted
         attrs.update(
             tiles=tiles,
             buffer=report.total,
@@ -191,7 +211,7 @@ class Search:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         self.evaluated.setdefault(config_key(tiles), attrs)
-        return attrs["accuracy"], float(report.total)
+        return attrs[self.settings.metric], float(report.total)
 
     def seed_params(self) -> dict[str, dict[str, str]]:
         """Parameters of the SE baseline and the paper's uniform 7xW, where the space has them."""
@@ -234,12 +254,22 @@ def prepare_search(
     run_dir: str | Path | None = None,
 ) -> Search:
     """Check every setting and load the model and its blocks (images load lazily); write nothing."""
+    from tilesearch.score import METRICS
+
     space = load_space(settings.space)
     profile = load_profile(settings.profile)
     make_sampler(settings.sampler, settings.seed)
+    if settings.metric not in METRICS:
+        raise TilesearchError(f"unknown metric {settings.metric!r}: expected one of {', '.join(METRICS)}")
+    if settings.strategy is not None and settings.strategy not in STRATEGIES:
+        raise TilesearchError(f"unknown strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if settings.strategy == "surrogate" and space.grouping != "per_block":
+        raise TilesearchError(f"the surrogate strategy needs a per_block space; {space.name!r} is {space.grouping}")
     if settings.budget is not None and not str(settings.budget).strip().endswith("%"):
         parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
     dataset = image_folder(settings.data)
+    if not dataset.classes and settings.metric == "accuracy":
+        raise TilesearchError(f"{settings.data!r} holds unlabeled images: use --metric agreement or --metric kl")
     if settings.holdout is not None:
         image_folder(settings.holdout)
     model = load_model(
@@ -288,7 +318,7 @@ def open_study(search: Search) -> optuna.Study:
     study = optuna.create_study(
         study_name=search.study_name,
         storage=storage,
-        directions=["maximize", "minimize"],
+        directions=["minimize" if search.settings.metric == "kl" else "maximize", "minimize"],
         sampler=make_sampler(search.settings.sampler, search.settings.seed),
         load_if_exists=True,
     )
@@ -396,6 +426,8 @@ def run_search(
     search.run_dir.mkdir(parents=True, exist_ok=True)
     save_run_file(search)
     before = len(completed(study))
+    if search.strategy == "surrogate":
+        seed_from_surrogate(search, study, n_trials, show_progress)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}")]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
@@ -460,3 +492,39 @@ def load_study_of_run(document: dict) -> optuna.Study:
         return optuna.load_study(study_name=document["study_name"], storage=storage)
     except KeyError:
         raise TilesearchError(f"study {document['study_name']!r} is not in storage {document['storage']!r}") from None
+
+
+def seed_from_surrogate(search: Search, study: optuna.Study, n_trials: int | None, show_progress: bool = True) -> None:
+    """Measure one-block drops (prefix-cached), solve the additive surrogate's exact front and enqueue
+    configs spread along its feasible part; afterwards the sampler refines with real evaluations."""
+    from tilesearch.sensitivity import block_choices, sensitivity_for
+    from tilesearch.surrogate import Option, front_configs, pareto_front
+
+    rows = sensitivity_for(search, show_progress=show_progress)
+    metric = search.settings.metric
+    sign = -1.0 if metric == "kl" else 1.0  # drops are "worse by", whatever the metric's direction
+    reference = {row.block: getattr(row, metric) for row in rows if row.tile == "GAP"}
+    search.se_score = next(iter(reference.values()))
+    search.drops = {(row.block, row.tile): sign * (reference[row.block] - getattr(row, metric)) for row in rows}
+    if study.user_attrs.get("surrogate_seeded"):
+        return
+    by_name = {block.name: block for block in search.blocks}
+    names = list(block_choices(search))
+    options = [
+        [Option(str(tile), search.profile.buffer_elements(by_name[name], tile), search.drops[(name, str(tile))])
+         for tile in tiles]
+        for name, tiles in block_choices(search).items()
+    ]
+    front = [point for point in pareto_front(options) if search.budget is None or point.buffer <= search.budget]
+    for config in front_configs(front, names, k=min(max((n_trials or 20) // 2, 1), 20)):
+        study.enqueue_trial(config, user_attrs={"surrogate_seed": True}, skip_if_exists=True)
+    study.set_user_attr("surrogate_seeded", True)
+
+
+def surrogate_error(study: optuna.Study) -> float | None:
+    """Mean absolute difference between the surrogate's prediction and the measured score."""
+    from tilesearch.results import completed
+
+    metric = study.user_attrs.get("settings", {}).get("metric", "accuracy")
+    errors = [abs(t.user_attrs["predicted"] - t.user_attrs[metric]) for t in completed(study) if "predicted" in t.user_attrs]
+    return sum(errors) / len(errors) if errors else None

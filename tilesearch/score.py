@@ -85,6 +85,8 @@ class Scorer:
             )
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":  # uint8 images are small: keep them on the GPU, no copy per trial
+            images = ImageSet(images.pixels.to(self.device), images.labels, images.classes)
         self.images = images
         self.preprocessing = preprocessing
         self.batch_size = batch_size

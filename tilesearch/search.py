@@ -33,6 +33,7 @@ from tilesearch.tiles import GAP, TileSpec, parse_tile
 
 SAMPLERS = ("nsga2", "tpe", "random")
 STRATEGIES = ("surrogate", "sampler")
+SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl")
 # Settings that define what a study measures: a later run on the same study must agree on them.
 IDENTITY = (
     "model", "checkpoint", "pretrained", "num_classes", "data", "val_subset", "seed",
@@ -191,7 +192,7 @@ class Search:
         trial.set_constraint("buffer", 0.0 if self.budget is None else float(report.total - self.budget))
         previous = self.evaluated.get(config_key(tiles))
         if previous is not None:  # the sampler proposed a config already measured: reuse it
-            attrs = {key: value for key, value in previous.items() if key != "baseline"}
+            attrs = {key: previous[key] for key in (*SCORE_KEYS, "trial") if key in previous}
             attrs["reused_from"] = previous["trial"]
         else:
             if self.scorer is None:
@@ -241,6 +242,8 @@ def default_study_name(settings: RunSettings) -> str:
     parts = [settings.model.replace("/", "-")]
     if settings.space != "default":
         parts.append(Path(settings.space).stem)
+    if settings.metric != "accuracy":
+        parts.append(settings.metric)
     if settings.budget:
         parts.append(str(settings.budget).replace("%", "pct").replace(" ", ""))
     return "-".join(parts)

@@ -1,0 +1,79 @@
+"""COCO data, mAP against hand-built cases, and the detection scorer on EfficientDet."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_
+
+from tilesearch import TilesearchError, create_model
+from tilesearch.detection import (
+    DetectionScorer,
+    coco_map,
+    decode_detection_images,
+    load_coco,
+    write_coco_fixture,
+)
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    return write_coco_fixture(tmp_path_factory.mktemp("coco"), n_images=6, seed=3)
+
+
+def ground_truth_rows(coco, image_id, shift=0.0, score=0.9):
+    rows = []
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+        x, y, w, h = ann["bbox"]
+        rows.append([x + shift, y + shift, x + w + shift, y + h + shift, score, ann["category_id"]])
+    return np.array(rows, dtype=np.float32).reshape(-1, 6)
+
+
+def test_map_of_perfect_shifted_and_missing_detections(fixture):
+    images_dir, annotations = fixture
+    coco = load_coco(images_dir, annotations)
+    ids = sorted(coco.imgs)
+    perfect = {i: ground_truth_rows(coco, i) for i in ids}
+    assert coco_map(coco, perfect, ids) == (pytest.approx(1.0), pytest.approx(1.0))
+    shifted = {i: ground_truth_rows(coco, i, shift=6.0) for i in ids}
+    shifted_map, shifted_map50 = coco_map(coco, shifted, ids)
+    assert 0.0 < shifted_map < 1.0 and shifted_map <= shifted_map50
+    assert coco_map(coco, {}, ids) == (0.0, 0.0)
+    wrong_class = {i: np.where(np.arange(6) == 5, 3 - rows, rows) for i, rows in perfect.items()}
+    assert coco_map(coco, wrong_class, ids)[0] == 0.0
+
+
+def test_fixture_is_deterministic(tmp_path):
+    a = write_coco_fixture(tmp_path / "a", 3, seed=1)
+    b = write_coco_fixture(tmp_path / "b", 3, seed=1)
+    assert json.loads(a[1].read_text()) == json.loads(b[1].read_text())
+    assert (a[0] / "000001.png").read_bytes() == (b[0] / "000001.png").read_bytes()
+
+
+def test_bad_coco_inputs(fixture, tmp_path):
+    images_dir, annotations = fixture
+    with pytest.raises(TilesearchError, match="does not exist"):
+        load_coco(images_dir, tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(TilesearchError, match="not JSON"):
+        load_coco(images_dir, bad)
+    other = write_coco_fixture(tmp_path / "other", 9, seed=4)[1]
+    with pytest.raises(TilesearchError, match="missing, e.g. '000007.png'"):
+        load_coco(images_dir, other)
+
+
+@torch.no_grad()
+def test_detection_scorer_on_efficientdet(fixture):
+    images_dir, annotations = fixture
+    coco = load_coco(images_dir, annotations)
+    torch.manual_seed(0)
+    model = randomize_(create_model("efficientdet_d0", num_classes=2, input_size=(128, 128)))
+    images = decode_detection_images(images_dir, coco, sorted(coco.imgs), (128, 128), (0.485, 0.456, 0.406))
+    assert images.pixels.shape == (6, 3, 128, 128) and images.scales[0] == pytest.approx(160 / 128)
+    scorer = DetectionScorer(model, images, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), ground_truth=coco,
+                             pseudo_threshold=0.0)  # random weights score every box about 0.01
+    se = scorer.score("GAP")
+    assert se.pseudo_map == pytest.approx(1.0) and se.total == 6 and 0.0 <= se.map <= 1.0
+    assert scorer.score("1x1").pseudo_map < 1.0

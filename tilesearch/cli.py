@@ -242,6 +242,8 @@ def run(
 
     if (model is None) != (data is None):
         raise TilesearchError("give both --model and --data, or neither for the offline demo")
+    if n_trials is not None and n_trials < 1:
+        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
     finetune_args = {"epochs": epochs, "train_subset": train_subset, "lr": lr}
     if model is None:
         from tilesearch.demo import DEMO_FINETUNE, DEMO_TRIALS, demo_data, demo_settings
@@ -331,6 +333,8 @@ def resume(
     """Continue the study of a run folder; completed trials are never evaluated again."""
     from tilesearch.search import prepare_resume, run_search
 
+    if n_trials < 1:
+        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
     finish(run_search(prepare_resume(run_dir), n_trials=n_trials, timeout=timeout))
 
 

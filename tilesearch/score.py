@@ -77,6 +77,8 @@ class Scorer:
     ) -> None:
         if len(images) == 0:
             raise TilesearchError("no images to score on")
+        if batch_size < 1:
+            raise TilesearchError(f"invalid batch size {batch_size}: expected a positive integer")
         classes = model_num_classes(model)
         if images.classes and classes is not None and classes != len(images.classes):
             raise TilesearchError(

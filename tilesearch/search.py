@@ -266,6 +266,8 @@ def prepare_search(
         raise TilesearchError(f"unknown metric {settings.metric!r}: expected one of {', '.join(METRICS)}")
     if settings.strategy is not None and settings.strategy not in STRATEGIES:
         raise TilesearchError(f"unknown strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if settings.batch_size < 1:
+        raise TilesearchError(f"invalid batch size {settings.batch_size}: expected a positive integer")
     if settings.strategy == "surrogate" and space.grouping != "per_block":
         raise TilesearchError(f"the surrogate strategy needs a per_block space; {space.name!r} is {space.grouping}")
     if settings.budget is not None and not str(settings.budget).strip().endswith("%"):

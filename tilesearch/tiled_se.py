@@ -116,6 +116,8 @@ def flavour_of(module: nn.Module) -> SEFlavour | None:
 def tiled_pool(x: Tensor, tile_h: int, tile_w: int, mode: str = "avg") -> Tensor:
     """Pool ``x`` (B, C, H, W) over non-overlapping tiles; edge tiles use only valid elements."""
     kernel = (tile_h, tile_w)
+    if kernel == (1, 1):  # every element is its own tile
+        return x
     if mode == "max":
         return F.max_pool2d(x, kernel, stride=kernel, ceil_mode=True)
     # Without padding, ceil_mode's partial windows divide by the number of valid elements.

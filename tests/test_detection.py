@@ -77,3 +77,25 @@ def test_detection_scorer_on_efficientdet(fixture):
     se = scorer.score("GAP")
     assert se.pseudo_map == pytest.approx(1.0) and se.total == 6 and 0.0 <= se.map <= 1.0
     assert scorer.score("1x1").pseudo_map < 1.0
+
+
+def test_eval_command_scores_a_detector(fixture):
+    from conftest import assert_user_error
+    from typer.testing import CliRunner
+
+    from tilesearch.cli import app
+
+    images_dir, annotations = fixture
+    runner = CliRunner()
+    args = ["eval", "--model", "efficientdet_d0", "--data", str(images_dir), "--input-size", "128", "--num-classes", "2"]
+    result = runner.invoke(app, args + ["--annotations", str(annotations), "--tile", "7xW", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"] == 6 and 0.0 <= data["map"] <= 1.0 and 0.0 <= data["pseudo_map"] <= 1.0
+    assert data["buffer"] < data["se_buffer"]
+    assert_user_error(runner.invoke(app, args + ["--tile", "7xW"]), "--annotations")
+    assert_user_error(runner.invoke(app, args + ["--annotations", str(images_dir / "none.json"), "--tile", "GAP"]),
+                      "does not exist")
+    classifier = ["eval", "--model", "regnety_002", "--data", str(images_dir), "--annotations", str(annotations),
+                  "--tile", "GAP"]
+    assert_user_error(runner.invoke(app, classifier), "for detectors", "'regnety_002'")

@@ -429,6 +429,7 @@ def evaluate(
     mean: Optional[str] = MEAN,
     std: Optional[str] = STD,
     profile: str = typer.Option("ideal", "--profile", help="Hardware profile for the buffer figure."),
+    annotations: Optional[str] = typer.Option(None, "--annotations", help="COCO instances JSON: score a detector (effdet) by mAP on --data IMAGES_DIR."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score a stratified subset of this many images."),
     batch_size: int = BATCH_SIZE,
     device: Optional[str] = DEVICE,
@@ -439,8 +440,21 @@ def evaluate(
 
     if (tile is None) == (config is None):
         raise TilesearchError("give exactly one of --tile SPEC or --config FILE")
+    tiles = tile if tile is not None else load_config(config).tiles
+    if annotations is not None or model_source(model).zoo == "effdet":
+        from tilesearch.detection import evaluate_detection
+
+        result = evaluate_detection(model, data, tiles, annotations, checkpoint=checkpoint, num_classes=num_classes,
+                                    input_size=parse_input_size(input_size), limit=limit, profile=profile, device=device)
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            console.print(f"{model}: mAP {result['map']:.4f} (SE {result['se_map']:.4f}), pseudo-mAP vs SE "
+                          f"{result['pseudo_map']:.4f} on {result['total']} images, buffer {format_count(result['buffer'])} "
+                          f"of {format_count(result['se_buffer'])} elements")
+        return
     result = evaluate_config(
-        model, data, tile if tile is not None else load_config(config).tiles,
+        model, data, tiles,
         pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes,
         input_size=parse_input_size(input_size), crop_pct=crop_pct, interpolation=interpolation,
         mean=parse_triple(mean, "mean"), std=parse_triple(std, "std"), profile=profile, limit=limit,

@@ -228,3 +228,50 @@ def write_coco_fixture(root: str | Path, n_images: int = 8, seed: int = 0, size:
     path.write_text(json.dumps({"images": images, "annotations": annotations,
                                 "categories": [{"id": 1, "name": "box"}, {"id": 2, "name": "disc"}]}))
     return images_dir, path
+
+
+def evaluate_detection(
+    model_name: str,
+    images_dir: str | Path,
+    tiles: TileChoice | TileConfig,
+    annotations: str | Path | None = None,
+    *,
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    limit: int | None = None,
+    pseudo_threshold: float = 0.3,
+    profile: str = "ideal",
+    batch_size: int = 8,
+    device: str | None = None,
+) -> dict:
+    """Score one config of an effdet detector: mAP against ``annotations`` and pseudo-mAP against SE."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from tilesearch.cost import buffer_report
+    from tilesearch.discover import discover_se_blocks
+    from tilesearch.models import default_input_size, load_model, model_source
+    from tilesearch.tiled_se import find_se_modules
+    from tilesearch.tiles import tile_config
+
+    if model_source(model_name).zoo != "effdet":
+        raise TilesearchError(f"--annotations is for detectors (effdet models such as efficientdet_d0), not {model_name!r}")
+    if annotations is None:
+        raise TilesearchError("give --annotations instances.json (COCO format) with a detector's --data IMAGES_DIR")
+    coco = load_coco(images_dir, annotations)
+    size = (input_size, input_size) if input_size else default_input_size(model_name)
+    model = load_model(model_name, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
+    config = tile_config([name for name, _ in find_se_modules(model)], tiles)
+    report = buffer_report(discover_se_blocks(model, size), config, profile)
+    image_ids = sorted(coco.imgs)[:limit] if limit else sorted(coco.imgs)
+    images = decode_detection_images(images_dir, coco, image_ids, size, IMAGENET_DEFAULT_MEAN)
+    scorer = DetectionScorer(model, images, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, ground_truth=coco,
+                             pseudo_threshold=pseudo_threshold, batch_size=batch_size, device=device)
+    se = scorer.score(GAP)
+    return {
+        **scorer.score(config).to_dict(),
+        "se_map": se.map,
+        "buffer": report.total,
+        "se_buffer": report.se_total,
+        "tiles": {name: str(tile) for name, tile in config.items()},
+    }

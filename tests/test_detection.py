@@ -99,3 +99,60 @@ def test_eval_command_scores_a_detector(fixture):
     classifier = ["eval", "--model", "regnety_002", "--data", str(images_dir), "--annotations", str(annotations),
                   "--tile", "GAP"]
     assert_user_error(runner.invoke(app, classifier), "for detectors", "'regnety_002'")
+
+
+def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
+    from conftest import assert_user_error
+    from typer.testing import CliRunner
+
+    from tilesearch.cli import app
+    from tilesearch.search import load_study_of_run, read_run_file
+
+    images_dir, annotations = fixture
+    runner = CliRunner()
+    base = ["run", "--model", "efficientdet_d0", "--input-size", "128", "--num-classes", "2", "--data", str(images_dir),
+            "--val-subset", "4", "--n-trials", "3", "--buffer-budget", "90%", "--out", str(tmp_path)]
+    result = runner.invoke(app, base + ["--annotations", str(annotations), "--study-name", "a"])
+    assert result.exit_code == 0, result.output
+    document = read_run_file(tmp_path / "a")
+    assert document["settings"]["metric"] == "map"
+    trials = load_study_of_run(document).get_trials()
+    assert len(trials) == 3 and all(0.0 <= t.user_attrs["map"] <= 1.0 for t in trials)
+    assert (tmp_path / "a" / "best.yaml").is_file()
+    assert_user_error(runner.invoke(app, ["finetune", str(tmp_path / "a"), "--train-data", str(images_dir)]),
+                      "not supported for detectors")
+    assert runner.invoke(app, ["export", str(tmp_path / "a"), "--format", "yaml"]).exit_code == 0
+
+    result = runner.invoke(app, base + ["--study-name", "p"])  # no annotations: pseudo-mAP against SE
+    assert result.exit_code == 0, result.output
+    study = load_study_of_run(read_run_file(tmp_path / "p"))
+    assert study.user_attrs["settings"]["metric"] == "pseudo_map"
+
+    assert_user_error(runner.invoke(app, base + ["--metric", "map"]), "--annotations")
+    other = write_coco_fixture(tmp_path / "other", 9, seed=4)[1]
+    assert_user_error(runner.invoke(app, base + ["--annotations", str(other)]), "do not match the images")
+    demo = ["run", "--model", "tilesearch_demo_net", "--pretrained", "--data", str(images_dir), "--annotations",
+            str(annotations), "--out", str(tmp_path)]
+    assert_user_error(runner.invoke(app, demo), "for detectors")
+
+
+@pytest.mark.slow
+def test_flagship_efficientdet_d2_at_768_runs_end_to_end(tmp_path):
+    """`tilesearch run --model efficientdet_d2 --buffer-budget 5M` on a drawn COCO set, CPU, random weights."""
+    from typer.testing import CliRunner
+
+    from tilesearch.cli import app
+    from tilesearch.search import read_run_file
+
+    images_dir, annotations = write_coco_fixture(tmp_path / "coco", 3, seed=0, size=(320, 256))
+    result = CliRunner().invoke(app, ["run", "--model", "efficientdet_d2", "--buffer-budget", "5M", "--data", str(images_dir),
+                                      "--annotations", str(annotations), "--val-subset", "2", "--n-trials", "2",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "efficientdet_d2-map-5M"
+    document = read_run_file(run_dir)
+    assert document["preprocessing"]["input_size"] == [768, 768]
+    assert document["se_buffer"] == 43_600_896 and document["budget_elements"] == 5_000_000  # paper: 50.8M SE
+    from tilesearch.config import load_config
+
+    assert load_config(run_dir / "best.yaml").totals["buffer"] <= 5_000_000

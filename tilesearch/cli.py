@@ -164,13 +164,15 @@ def print_summary(result) -> None:
     frame = pareto_frame(study, document["se_buffer"])
     table = Table(title=f"Pareto front of {study.study_name} ({result.completed_after} trials, "
                         f"{result.completed_after - result.completed_before} new)")
-    for column in ("trial", "accuracy", "drop vs SE", "buffer", "vs SE", "extra MACs"):
+    metric = study.user_attrs.get("settings", {}).get("metric", "accuracy")
+    scale, unit = (1, "") if metric == "kl" else (100, "%")
+    for column in ("trial", metric, "drop vs SE", "buffer", "vs SE", "extra MACs"):
         table.add_column(column, justify="right")
     budget = document.get("budget_elements")
     for row in frame.itertuples(index=False):
         table.add_row(
-            str(row.trial), f"{100 * row.accuracy:.2f}%",
-            "-" if row.drop is None or row.drop != row.drop else f"{100 * row.drop:.2f} pts",
+            str(row.trial), f"{scale * row.score:.{4 if metric == 'kl' else 2}f}{unit}",
+            "-" if row.drop is None or row.drop != row.drop else f"{scale * row.drop:.2f}{' pts' if unit else ''}",
             format_count(row.buffer), f"{row.buffer_ratio:.1%}", format_count(row.extra_macs),
         )
     console.print(table)
@@ -208,6 +210,7 @@ def run(
     checkpoint: Optional[str] = CHECKPOINT,
     num_classes: Optional[int] = NUM_CLASSES,
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Images for the final report [default: the images --val-subset leaves out]."),
+    annotations: Optional[str] = typer.Option(None, "--annotations", help="Detectors: COCO instances JSON for --data IMAGES_DIR (score: mAP); without it, pseudo-mAP against the SE model's detections."),
     val_subset: int = typer.Option(1000, "--val-subset", help="Images the search scores on: a stratified, seeded subset of --data."),
     input_size: Optional[str] = INPUT_SIZE,
     crop_pct: Optional[float] = CROP_PCT,
@@ -218,7 +221,7 @@ def run(
     profile: str = typer.Option("ideal", "--profile", help="Hardware profile: ideal, row-stationary or a .yaml file."),
     buffer_budget: Optional[str] = typer.Option(None, "--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS}, or 40% of SE."),
     sampler: str = typer.Option("nsga2", "--sampler", help="Optuna sampler: nsga2, tpe or random."),
-    metric: str = typer.Option("accuracy", "--metric", help="Score to maximise: accuracy, agreement (top-1 agreement with SE) or kl (mean KL from SE, minimised); the last two need no labels."),
+    metric: str = typer.Option("accuracy", "--metric", help="Score to maximise: accuracy, agreement (top-1 agreement with SE) or kl (mean KL from SE, minimised); the last two need no labels. Detectors: map or pseudo-map."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="surrogate (one-block sensitivity scan, exact front of the additive surrogate enqueued first) or sampler [default: surrogate for per-block spaces]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the validation subset."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to add to the study in this run [default: 40; demo 30]."),
@@ -254,7 +257,7 @@ def run(
     else:
         settings = RunSettings(
             model=model, data=data, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
-            holdout=holdout, val_subset=val_subset, seed=seed, input_size=parse_input_size(input_size),
+            holdout=holdout, annotations=annotations, val_subset=val_subset, seed=seed, input_size=parse_input_size(input_size),
             crop_pct=crop_pct, interpolation=interpolation, mean=parse_triple(mean, "mean"),
             std=parse_triple(std, "std"), space=space, profile=profile, budget=buffer_budget, sampler=sampler,
             metric=metric, strategy=strategy, batch_size=batch_size, device=device,

@@ -89,6 +89,13 @@ def _model_of(search: Search) -> nn.Module:
     return load_model(s.model, pretrained=s.pretrained, checkpoint=s.checkpoint, num_classes=s.num_classes)
 
 
+def _classifier_only(run_dir: str | Path, what: str) -> None:
+    from tilesearch.search import DETECTION_METRICS
+
+    if read_run_file(run_dir)["settings"].get("metric") in DETECTION_METRICS:
+        raise TilesearchError(f"{what} is not supported for detectors yet; the tile config (best.yaml) is")
+
+
 def _report_images(search: Search) -> ImageSet:
     """Held-out images for before/after figures; the search's own subset if nothing was held out."""
     images = holdout_images(search)
@@ -189,6 +196,7 @@ def finetune(
     if not lr > 0:
         raise TilesearchError(f"invalid learning rate {lr}: expected a positive number")
     choice = choose_config(run_dir, trial, config)
+    _classifier_only(run_dir, "fine-tuning")
     search = prepare_resume(run_dir)
     train = _train_images(search, train_data, train_subset, seed)
     model = _model_of(search)
@@ -282,6 +290,8 @@ def export(
     run_dir = Path(run_dir)
     choice = choose_config(run_dir, trial, config)
     document = read_run_file(run_dir)
+    if wanted != ("yaml",):
+        _classifier_only(run_dir, "exporting weights and ONNX (use --format yaml)")
     out = Path(out) if out is not None else run_dir / "export"
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,29 @@ def load_coco(images_dir: str | Path, annotations: str | Path):
     return coco
 
 
+def image_listing(images_dir: str | Path):
+    """A COCO index of the images in a folder, without annotations (for label-free scoring)."""
+    from PIL import Image
+    from pycocotools.coco import COCO
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise TilesearchError(f"image folder {str(images_dir)!r} does not exist")
+    files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+    if not files:
+        raise TilesearchError(f"image folder {str(images_dir)!r} holds no images")
+    images = []
+    for image_id, path in enumerate(files, start=1):
+        with Image.open(path) as image:
+            images.append({"id": image_id, "file_name": path.name, "width": image.width, "height": image.height})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": [], "categories": []}
+        coco.createIndex()
+    return coco
+
+
 @dataclass
 class DetectionImages:
     """Images resized and padded for the detector (uint8), and how to map boxes back."""

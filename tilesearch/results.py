@@ -59,15 +59,21 @@ def se_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return baseline_trial(study, "SE")
 
 
-def trial_row(trial: optuna.trial.FrozenTrial, se_accuracy: float | None, se_buffer: int) -> dict:
+def study_metric(study: optuna.Study) -> str:
+    """The score a study optimises (accuracy, agreement, kl, map, pseudo_map)."""
+    return study.user_attrs.get("settings", {}).get("metric", "accuracy")
+
+
+SCORE_COLUMNS = ("accuracy", "agreement", "kl", "map", "map50", "pseudo_map", "predicted")
+
+
+def trial_row(trial: optuna.trial.FrozenTrial, metric: str, sign: float, se_score: float | None, se_buffer: int) -> dict:
     attrs = trial.user_attrs
     row = {
         "trial": trial.number,
-        "accuracy": attrs["accuracy"],
-        "drop": None if se_accuracy is None else se_accuracy - attrs["accuracy"],
-        "agreement": attrs.get("agreement"),
-        "kl": attrs.get("kl"),
-        "predicted": attrs.get("predicted"),
+        "score": attrs[metric],
+        "drop": None if se_score is None else sign * (se_score - attrs[metric]),
+        **{key: attrs[key] for key in SCORE_COLUMNS if key in attrs},
         "buffer": attrs["buffer"],
         "buffer_ratio": attrs["buffer"] / se_buffer,
         "buffer_bytes": attrs["buffer_bytes"],
@@ -78,22 +84,24 @@ def trial_row(trial: optuna.trial.FrozenTrial, se_accuracy: float | None, se_buf
     return row
 
 
+def _rows(study: optuna.Study, trials, se_buffer: int) -> list[dict]:
+    metric, se = study_metric(study), se_trial(study)
+    se_score = se.user_attrs[metric] if se else None
+    return [trial_row(trial, metric, score_sign(study), se_score, se_buffer) for trial in trials]
+
+
 def trials_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:
-    se = se_trial(study)
-    se_accuracy = se.user_attrs["accuracy"] if se else None
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.state == COMPLETE and "tiles" in trial.user_attrs:
-            rows.append({**trial_row(trial, se_accuracy, se_buffer), "state": trial.state.name})
+            rows.append({**_rows(study, [trial], se_buffer)[0], "state": trial.state.name})
         else:
             rows.append({"trial": trial.number, "state": trial.state.name})
     return pd.DataFrame(rows)
 
 
 def pareto_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:
-    se = se_trial(study)
-    se_accuracy = se.user_attrs["accuracy"] if se else None
-    return pd.DataFrame([trial_row(trial, se_accuracy, se_buffer) for trial in front(study)])
+    return pd.DataFrame(_rows(study, front(study), se_buffer))
 
 
 def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str) -> Path:
@@ -104,7 +112,7 @@ def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str)
     import matplotlib.pyplot as plt
 
     trials = completed(study)
-    metric = study.user_attrs.get("settings", {}).get("metric", "accuracy")
+    metric = study_metric(study)
     scale = 1 if metric == "kl" else 100
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     feasible = [t for t in trials if t.user_attrs["feasible"]]
@@ -125,7 +133,8 @@ def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str)
         ax.axvline(budget / 1e6, ls="--", c="tab:red", label="budget")
     ax.set_xlabel("network buffer (M elements)")
     ax.set_ylabel({"accuracy": "zero-shot top-1 accuracy (%)", "agreement": "top-1 agreement with SE (%)",
-                   "kl": "mean KL divergence from SE (nats)"}[metric])
+                   "kl": "mean KL divergence from SE (nats)", "map": "COCO mAP@[.5:.95] (%)",
+                   "pseudo_map": "mAP against the SE model's detections (%)"}[metric])
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -158,6 +167,6 @@ def write_outputs(
     best = best_trial(study)
     if best is not None:
         report = buffer_report(blocks, best.user_attrs["tiles"], profile)
-        metrics = {"trial": best.number, "accuracy": best.user_attrs["accuracy"], "agreement": best.user_attrs.get("agreement")}
+        metrics = {"trial": best.number, **{key: best.user_attrs[key] for key in SCORE_COLUMNS[:-1] if key in best.user_attrs}}
         written["best.yaml"] = save_config(run_dir / "best.yaml", config_document(model, input_size, report, metrics))
     return written

@@ -33,10 +33,11 @@ from tilesearch.tiles import GAP, TileSpec, parse_tile
 
 SAMPLERS = ("nsga2", "tpe", "random")
 STRATEGIES = ("surrogate", "sampler")
-SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl")
+SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl", "map", "map50", "pseudo_map")
+DETECTION_METRICS = ("map", "pseudo_map")
 # Settings that define what a study measures: a later run on the same study must agree on them.
 IDENTITY = (
-    "model", "checkpoint", "pretrained", "num_classes", "data", "val_subset", "seed",
+    "model", "checkpoint", "pretrained", "num_classes", "data", "annotations", "val_subset", "seed",
     "input_size", "crop_pct", "interpolation", "mean", "std", "space", "profile", "budget", "metric",
 )
 
@@ -51,6 +52,7 @@ class RunSettings:
     pretrained: bool = False
     num_classes: int | None = None
     holdout: str | None = None
+    annotations: str | None = None  # COCO instances JSON, for detectors
     val_subset: int | None = 1000
     seed: int = 0
     input_size: int | None = None
@@ -162,7 +164,8 @@ class Search:
     def strategy(self) -> str:
         if self.settings.strategy is not None:
             return self.settings.strategy
-        return "surrogate" if self.space.grouping == "per_block" else "sampler"
+        classifier = self.settings.metric not in DETECTION_METRICS
+        return "surrogate" if self.space.grouping == "per_block" and classifier else "sampler"
 
     def predicted(self, tiles: dict[str, str]) -> float | None:
         """The additive surrogate's score of a config (SE's score minus the one-block drops)."""
@@ -257,21 +260,63 @@ def prepare_search(
     run_dir: str | Path | None = None,
 ) -> Search:
     """Check every setting and load the model and its blocks (images load lazily); write nothing."""
-    from tilesearch.score import METRICS
+    from tilesearch.models import model_source
 
+    detector = model_source(settings.model).zoo == "effdet"
+    settings = _with_default_metric(settings, detector)
     space = load_space(settings.space)
     profile = load_profile(settings.profile)
     make_sampler(settings.sampler, settings.seed)
-    if settings.metric not in METRICS:
-        raise TilesearchError(f"unknown metric {settings.metric!r}: expected one of {', '.join(METRICS)}")
-    if settings.strategy is not None and settings.strategy not in STRATEGIES:
-        raise TilesearchError(f"unknown strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    if settings.batch_size < 1:
-        raise TilesearchError(f"invalid batch size {settings.batch_size}: expected a positive integer")
-    if settings.strategy == "surrogate" and space.grouping != "per_block":
-        raise TilesearchError(f"the surrogate strategy needs a per_block space; {space.name!r} is {space.grouping}")
+    _check_choices(settings, space, detector)
     if settings.budget is not None and not str(settings.budget).strip().endswith("%"):
         parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
+    name = study_name or default_study_name(settings)
+    run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
+    parts = _detector_parts(settings, run_dir) if detector else _classifier_parts(settings, run_dir)
+    model, preprocessing, scorer_factory = parts
+    blocks = discover_se_blocks(model, preprocessing.input_size)
+    se_total = sum(block.se_buffer for block in blocks)
+    budget = parse_amount_budget(settings.budget, profile, se_total)
+    smallest = space.min_buffer(blocks, profile)
+    if budget is not None and budget < smallest:
+        raise TilesearchError(
+            f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
+            f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
+        )
+    storage_url = storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
+    return Search(settings, run_dir, name, storage_url, blocks, space, profile, budget, preprocessing, scorer_factory)
+
+
+def _with_default_metric(settings: RunSettings, detector: bool) -> RunSettings:
+    """Detectors score by mAP (against annotations, else against the SE model's detections)."""
+    from dataclasses import replace
+
+    metric = settings.metric.replace("-", "_")
+    if detector and metric == "accuracy":
+        metric = "map" if settings.annotations else "pseudo_map"
+    return replace(settings, metric=metric)
+
+
+def _check_choices(settings: RunSettings, space: SearchSpace, detector: bool) -> None:
+    from tilesearch.score import METRICS
+
+    metrics = DETECTION_METRICS if detector else METRICS
+    if settings.metric not in metrics:
+        kind = "a detector" if detector else "a classifier"
+        raise TilesearchError(f"unknown metric {settings.metric!r} for {kind}: expected one of {', '.join(metrics)}")
+    if settings.annotations is not None and not detector:
+        raise TilesearchError(f"--annotations is for detectors (effdet models such as efficientdet_d0), not {settings.model!r}")
+    if settings.metric == "map" and settings.annotations is None:
+        raise TilesearchError("--metric map needs --annotations instances.json; without labels use --metric pseudo-map")
+    if settings.strategy is not None and settings.strategy not in STRATEGIES:
+        raise TilesearchError(f"unknown strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if settings.strategy == "surrogate" and (space.grouping != "per_block" or detector):
+        raise TilesearchError("the surrogate strategy needs a classifier and a per_block space; use --strategy sampler")
+    if settings.batch_size < 1:
+        raise TilesearchError(f"invalid batch size {settings.batch_size}: expected a positive integer")
+
+
+def _classifier_parts(settings: RunSettings, run_dir: Path):
     dataset = image_folder(settings.data)
     if not dataset.classes and settings.metric == "accuracy":
         raise TilesearchError(f"{settings.data!r} holds unlabeled images: use --metric agreement or --metric kl")
@@ -283,26 +328,39 @@ def prepare_search(
     preprocessing = resolve_preprocessing(
         model, settings.input_size, settings.crop_pct, settings.interpolation, settings.mean, settings.std
     )
-    blocks = discover_se_blocks(model, preprocessing.input_size)
-    se_total = sum(block.se_buffer for block in blocks)
-    budget = parse_amount_budget(settings.budget, profile, se_total)
-    smallest = space.min_buffer(blocks, profile)
-    if budget is not None and budget < smallest:
-        raise TilesearchError(
-            f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
-            f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
-        )
-    name = study_name or default_study_name(settings)
-    run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
-    storage_url = storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
-    labels = [label for _, label in dataset.samples]
-    search_indices, _ = stratified_split(labels, settings.val_subset, settings.seed)
+    search_indices, _ = stratified_split([label for _, label in dataset.samples], settings.val_subset, settings.seed)
 
     def scorer_factory() -> Scorer:
         images = decode_images(settings.data, preprocessing, search_indices, cache_dir=run_dir / "cache")
         return Scorer(model, images, preprocessing, batch_size=settings.batch_size, device=settings.device)
 
-    return Search(settings, run_dir, name, storage_url, blocks, space, profile, budget, preprocessing, scorer_factory)
+    return model, preprocessing, scorer_factory
+
+
+def _detector_parts(settings: RunSettings, run_dir: Path):
+    """An effdet model at its input size, effdet's preprocessing and a DetectionScorer factory."""
+    import numpy as np
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from tilesearch.detection import DetectionScorer, decode_detection_images, image_listing, load_coco
+    from tilesearch.models import default_input_size
+
+    coco = load_coco(settings.data, settings.annotations) if settings.annotations else image_listing(settings.data)
+    size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
+    model = load_model(settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint,
+                       num_classes=settings.num_classes, input_size=size)
+    mean, std = settings.mean or IMAGENET_DEFAULT_MEAN, settings.std or IMAGENET_DEFAULT_STD
+    preprocessing = Preprocessing(size, "bilinear", 1.0, "resize-pad", tuple(mean), tuple(std))
+    ids = sorted(coco.imgs)
+    if settings.val_subset is not None and settings.val_subset < len(ids):
+        ids = sorted(np.random.default_rng(settings.seed).choice(ids, settings.val_subset, replace=False).tolist())
+
+    def scorer_factory() -> DetectionScorer:
+        images = decode_detection_images(settings.data, coco, ids, size, tuple(mean))
+        return DetectionScorer(model, images, tuple(mean), tuple(std), ground_truth=coco if settings.annotations else None,
+                               batch_size=min(settings.batch_size, 8), device=settings.device)
+
+    return model, preprocessing, scorer_factory
 
 
 def open_study(search: Search) -> optuna.Study:
@@ -466,8 +524,10 @@ def holdout_report(search: Search, study: optuna.Study) -> dict | None:
     from tilesearch.results import best_trial
 
     best = best_trial(study)
+    if best is None or search.settings.metric in DETECTION_METRICS:
+        return None  # detectors: the search's own images are the report (their held-out report is to come)
     images = holdout_images(search)
-    if best is None or images is None:
+    if images is None:
         return None
     if search.scorer is None:
         search.scorer = search.scorer_factory()

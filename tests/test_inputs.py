@@ -203,3 +203,21 @@ def test_pretrained_reads_the_local_hugging_face_cache(tmp_path, monkeypatch, sm
     offline_hub(monkeypatch, home / "hub")
     model = load_model("regnety_002", pretrained=True)
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+
+
+def test_effdet_pretrained_reads_the_torch_hub_cache(tmp_path, monkeypatch):
+    """effdet's own loading: the release file, already in torch.hub's checkpoint cache, loads offline."""
+    from effdet import get_efficientdet_config
+
+    url = get_efficientdet_config("efficientdet_d0").url
+    state = load_model("efficientdet_d0").state_dict()
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(state, checkpoints / url.rsplit("/", 1)[1])
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    model = load_model("efficientdet_d0", pretrained=True)
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(TilesearchError, match="torch hub checkpoint cache"):
+        load_model("efficientdet_d0", pretrained=True)

@@ -183,17 +183,24 @@ def load_model(
         model = create_model(name, num_classes=num_classes, input_size=input_size)
         return load_checkpoint(model, checkpoint) if checkpoint else model
     source = model_source(name)
-    if source.zoo != "timm":
-        raise TilesearchError(f"--pretrained loads timm weights; for {name!r} pass --checkpoint FILE")
-    import timm
-
+    if source.zoo == "torchvision":
+        raise TilesearchError(f"--pretrained loads timm and effdet weights; for {name!r} pass --checkpoint FILE")
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     try:
+        if source.zoo == "effdet":  # effdet's own loading, through torch.hub's checkpoint cache
+            import effdet
+
+            if input_size is not None:
+                kwargs["image_size"] = tuple(input_size)
+            return effdet.create_model(source.name, bench_task="", pretrained=True, pretrained_backbone=False, **kwargs).eval()
+        import timm
+
         return timm.create_model(source.name, pretrained=True, **kwargs).eval()
     except Exception as error:  # hub and network errors come in many types
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cache = "torch hub checkpoint cache" if source.zoo == "effdet" else "local Hugging Face cache"
         raise TilesearchError(
-            f"no pretrained weights for {name!r} could be loaded (offline and not in the local Hugging Face cache?): "
+            f"no pretrained weights for {name!r} could be loaded (offline and not in the {cache}?): "
             f"{reason[:200]}; pass --checkpoint FILE instead"
         ) from None
 

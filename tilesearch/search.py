@@ -460,15 +460,17 @@ class RunResult:
     holdout: dict | None
 
 
-def _best_feasible_accuracy(study: optuna.Study) -> float | None:
-    accuracies = [t.values[0] for t in study.best_trials]
-    return max(accuracies) if accuracies else None
-
-
 def _progress_callback(progress, task) -> Callable:
+    from tilesearch.results import best_trial, study_metric
+
     def update(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        best = _best_feasible_accuracy(study)
-        text = "best feasible: -" if best is None else f"best feasible: {100 * best:.2f}%"
+        best, metric = best_trial(study), study_metric(study)
+        if best is None:
+            text = f"best feasible {metric}: -"
+        elif metric == "kl":
+            text = f"best feasible kl: {best.values[0]:.4f}"
+        else:
+            text = f"best feasible {metric}: {100 * best.values[0]:.2f}%"
         progress.update(task, advance=1, status=text)
 
     return update

@@ -128,6 +128,8 @@ def test_bad_deploy_inputs(demo_run, tmp_path):
     blocker.write_text("")
     assert_user_error(runner.invoke(app, ["export", run_dir, "--out", str(blocker / "sub")]), "cannot write")
     assert_user_error(runner.invoke(app, ["export", run_dir, "--format", "tflite"]), "'tflite'", "onnx")
+    train = str(demo_run["train"])
+    assert_user_error(runner.invoke(app, ["finetune", run_dir, "--train-data", train, "--batch-size", "0"]), "batch size 0")
     wrong = tmp_path / "wrong"
     for cls in ("a", "b"):
         (wrong / cls).mkdir(parents=True)

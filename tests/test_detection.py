@@ -129,6 +129,9 @@ def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
     assert study.user_attrs["settings"]["metric"] == "pseudo_map"
 
     assert_user_error(runner.invoke(app, base + ["--metric", "map"]), "--annotations")
+    assert_user_error(runner.invoke(app, base + ["--val-subset", "0"]), "validation subset 0")
+    assert_user_error(runner.invoke(app, ["sensitivity", "--model", "efficientdet_d0", "--data", str(images_dir)]),
+                      "for classifiers")
     other = write_coco_fixture(tmp_path / "other", 9, seed=4)[1]
     assert_user_error(runner.invoke(app, base + ["--annotations", str(other)]), "do not match the images")
     demo = ["run", "--model", "tilesearch_demo_net", "--pretrained", "--data", str(images_dir), "--annotations",

@@ -256,3 +256,24 @@ def test_a_killed_run_loses_no_completed_trial(demo_val, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(complete_trials(tmp_path / "k")[1]) == len(survived) + 2
     assert db.is_file()
+
+
+def test_a_first_start_that_fails_on_the_data_does_not_lock_the_study(tmp_path, three_class_data):
+    data = str(three_class_data / "three")
+    first = runner.invoke(app, ["run", "--model", DEMO_MODEL_NAME, "--pretrained", "--data", data, "--out", str(tmp_path)])
+    assert_user_error(first, "3 classes", "--num-classes 3")
+    second = runner.invoke(app, ["run", "--model", DEMO_MODEL_NAME, "--num-classes", "3", "--data", data,
+                                 "--n-trials", "2", "--space", "uniform", "--out", str(tmp_path)])
+    assert second.exit_code == 0, second.output
+
+
+def test_kl_studies_pick_the_lowest_kl_for_deployment(demo_val, tmp_path):
+    args = run_args(demo_val, tmp_path, "--metric", "kl", "--space", "uniform", "--n-trials", "6", "--study-name", "k")
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["export", str(tmp_path / "k"), "--format", "yaml", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    study = load_study_of_run(read_run_file(tmp_path / "k"))
+    lowest = min(study.best_trials, key=lambda t: (t.values[0], t.values[1]))
+    exported = load_config(tmp_path / "e" / "config.yaml")
+    assert {k: str(v) for k, v in exported.tiles.items()} == lowest.user_attrs["tiles"]
+    assert {k: str(v) for k, v in load_config(tmp_path / "k" / "best.yaml").tiles.items()} == lowest.user_attrs["tiles"]

@@ -265,8 +265,10 @@ def run(
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage)
     if train_data is not None:
         from tilesearch.data import image_folder
+        from tilesearch.deploy import check_finetune_args
 
-        image_folder(train_data)  # a missing folder fails before the search, not after it
+        image_folder(train_data)  # a missing folder or bad setting fails before the search, not after it
+        check_finetune_args(**finetune_args, batch_size=64)
     result = run_search(search, n_trials=n_trials or 40, timeout=timeout)
     finish(result)
     if train_data is not None:
@@ -386,6 +388,8 @@ def sensitivity(
     from tilesearch.search import RunSettings, prepare_search
     from tilesearch.sensitivity import sensitivity_for
 
+    if model_source(model).zoo == "effdet":
+        raise TilesearchError(f"the sensitivity scan is for classifiers for now, not the detector {model!r}")
     settings = RunSettings(
         model=model, data=data, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
         val_subset=val_subset, seed=seed, input_size=parse_input_size(input_size), crop_pct=crop_pct,
@@ -447,8 +451,9 @@ def evaluate(
     if annotations is not None or model_source(model).zoo == "effdet":
         from tilesearch.detection import evaluate_detection
 
-        result = evaluate_detection(model, data, tiles, annotations, checkpoint=checkpoint, num_classes=num_classes,
-                                    input_size=parse_input_size(input_size), limit=limit, profile=profile, device=device)
+        result = evaluate_detection(model, data, tiles, annotations, pretrained=pretrained, checkpoint=checkpoint,
+                                    num_classes=num_classes, input_size=parse_input_size(input_size), limit=limit,
+                                    profile=profile, batch_size=min(batch_size, 8), device=device)
         if as_json:
             typer.echo(json.dumps(result, indent=2))
         else:

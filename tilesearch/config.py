@@ -94,6 +94,8 @@ def load_config(path: str | Path) -> TileConfigFile:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise TilesearchError(f"config file {str(path)!r} does not exist") from None
+    except OSError as error:
+        raise TilesearchError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         raise TilesearchError(f"config file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
     where = f"config file {str(path)!r}"

@@ -27,7 +27,7 @@ from tilesearch.config import config_document, load_config, save_config, write_a
 from tilesearch.cost import buffer_report, load_profile
 from tilesearch.data import ImageSet, decode_images, image_folder, stratified_split
 from tilesearch.errors import TilesearchError
-from tilesearch.results import front
+from tilesearch.results import best_trial, front
 from tilesearch.score import Scorer
 from tilesearch.search import (
     Search,
@@ -68,9 +68,9 @@ def choose_config(run_dir: str | Path, trial: int | None = None, config: str | P
     study = load_study_of_run(document)
     feasible = front(study)
     if trial is None:
-        if not feasible:
+        best = best_trial(study)
+        if best is None:
             raise TilesearchError(f"run {str(run_dir)!r} has no feasible trial yet; continue it with `tilesearch resume`")
-        best = max(feasible, key=lambda t: (t.values[0], -t.values[1], -t.number))
         return Choice(dict(best.user_attrs["tiles"]), f"trial {best.number} (best within budget)", best.number)
     listing = ", ".join(str(t.number) for t in feasible) or "none"
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -121,6 +121,18 @@ def _train_images(search: Search, train_data: str | Path, train_subset: float, s
     indices, _ = stratified_split(labels, max(count, len(dataset.classes)), seed)
     return decode_images(train_data, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
                          description="decoding training images")
+
+
+def check_finetune_args(epochs: int, lr: float, batch_size: int, train_subset: float) -> None:
+    """Fine-tuning settings a user typed, checked before any work is done."""
+    if epochs < 1:
+        raise TilesearchError(f"invalid number of epochs {epochs}: expected a positive integer")
+    if not lr > 0:
+        raise TilesearchError(f"invalid learning rate {lr}: expected a positive number")
+    if batch_size < 1:
+        raise TilesearchError(f"invalid batch size {batch_size}: expected a positive integer")
+    if not train_subset > 0:
+        raise TilesearchError(f"invalid training subset {train_subset}: a fraction in (0, 1] or a number of images")
 
 
 def _freeze_norm_statistics(model: nn.Module) -> None:
@@ -191,10 +203,7 @@ def finetune(
     """Fine-tune the chosen config; writes ``final/`` (model.safetensors, config.yaml, metrics.json)."""
     from safetensors.torch import save_file
 
-    if epochs < 1:
-        raise TilesearchError(f"invalid number of epochs {epochs}: expected a positive integer")
-    if not lr > 0:
-        raise TilesearchError(f"invalid learning rate {lr}: expected a positive number")
+    check_finetune_args(epochs, lr, batch_size, train_subset)
     choice = choose_config(run_dir, trial, config)
     _classifier_only(run_dir, "fine-tuning")
     search = prepare_resume(run_dir)

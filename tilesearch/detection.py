@@ -259,6 +259,7 @@ def evaluate_detection(
     tiles: TileChoice | TileConfig,
     annotations: str | Path | None = None,
     *,
+    pretrained: bool = False,
     checkpoint: str | None = None,
     num_classes: int | None = None,
     input_size: int | None = None,
@@ -283,7 +284,7 @@ def evaluate_detection(
         raise TilesearchError("give --annotations instances.json (COCO format) with a detector's --data IMAGES_DIR")
     coco = load_coco(images_dir, annotations)
     size = (input_size, input_size) if input_size else default_input_size(model_name)
-    model = load_model(model_name, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
+    model = load_model(model_name, pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
     config = tile_config([name for name, _ in find_se_modules(model)], tiles)
     report = buffer_report(discover_se_blocks(model, size), config, profile)
     image_ids = sorted(coco.imgs)[:limit] if limit else sorted(coco.imgs)

@@ -171,7 +171,8 @@ class Search:
         """The additive surrogate's score of a config (SE's score minus the one-block drops)."""
         if self.drops is None or self.se_score is None:
             return None
-        return self.se_score - sum(self.drops.get((name, tile), 0.0) for name, tile in tiles.items())
+        worse_by = sum(self.drops.get((name, tile), 0.0) for name, tile in tiles.items())
+        return self.se_score + worse_by if self.settings.metric == "kl" else self.se_score - worse_by
 
     @property
     def se_total(self) -> int:
@@ -314,6 +315,8 @@ def _check_choices(settings: RunSettings, space: SearchSpace, detector: bool) ->
         raise TilesearchError("the surrogate strategy needs a classifier and a per_block space; use --strategy sampler")
     if settings.batch_size < 1:
         raise TilesearchError(f"invalid batch size {settings.batch_size}: expected a positive integer")
+    if settings.val_subset is not None and settings.val_subset < 1:
+        raise TilesearchError(f"invalid validation subset {settings.val_subset}: expected a positive number of images")
 
 
 def _classifier_parts(settings: RunSettings, run_dir: Path):
@@ -487,6 +490,8 @@ def run_search(
 
     from tilesearch.results import completed, write_outputs
 
+    if search.scorer is None:  # data and head checked before the study is created or touched
+        search.scorer = search.scorer_factory()
     study = open_study(search)
     search.run_dir.mkdir(parents=True, exist_ok=True)
     save_run_file(search)

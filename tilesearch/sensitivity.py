@@ -251,10 +251,17 @@ def sensitivity_for(search, use_prefix_cache: bool = True, show_progress: bool =
 
     from tilesearch.config import write_atomically
 
+    import json
+
+    from tilesearch.search import IDENTITY
+
     choices = block_choices(search)
     path = search.run_dir / "sensitivity.csv"
+    measured_for = search.run_dir / "sensitivity.json"  # the settings the table was measured with
+    identity = json.dumps({key: search.settings.to_dict()[key] for key in IDENTITY if key not in ("budget", "metric")},
+                          sort_keys=True)
     wanted = {(block, str(tile)) for block, tiles in choices.items() for tile in tiles}
-    if path.is_file():
+    if path.is_file() and measured_for.is_file() and measured_for.read_text() == identity:
         frame = pd.read_csv(path)
         if set(zip(frame["block"], frame["tile"])) == wanted:
             return [SensitivityRow(**{k: row[k] for k in SensitivityRow.__dataclass_fields__}) for _, row in frame.iterrows()]
@@ -267,5 +274,6 @@ def sensitivity_for(search, use_prefix_cache: bool = True, show_progress: bool =
         rows = scan(scorer.model, scorer.batches, choices, use_prefix_cache, lambda n: progress.advance(task, n))
     search.run_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(path, pd.DataFrame([row.__dict__ for row in rows]).to_csv(index=False))
+    write_atomically(measured_for, identity)
     save_heatmap(rows, search.run_dir / "sensitivity.png", title=f"{search.settings.model}: one-block accuracy drop")
     return rows

@@ -135,3 +135,14 @@ def test_bad_metric_and_strategy(demo_val, tmp_path):
     assert_user_error(runner.invoke(app, base + ["--metric", "f1"]), "'f1'", "agreement")
     assert_user_error(runner.invoke(app, base + ["--strategy", "magic"]), "'magic'", "surrogate")
     assert_user_error(runner.invoke(app, base + ["--strategy", "surrogate", "--space", "uniform"]), "per_block")
+
+
+def test_surrogate_prediction_follows_the_metric_direction(tmp_path):
+    from tilesearch.search import RunSettings, Search
+
+    search = Search(RunSettings(model="m", data="d", metric="kl"), tmp_path, "s", "sqlite://", [], None, None, None,
+                    None, lambda: None)
+    search.se_score, search.drops = 0.0, {("a", "1x1"): 0.2, ("b", "7xW"): 0.05}
+    assert search.predicted({"a": "1x1", "b": "7xW"}) == pytest.approx(0.25)  # KL grows with the drops
+    search.settings.metric, search.se_score = "accuracy", 0.9
+    assert search.predicted({"a": "1x1", "b": "GAP"}) == pytest.approx(0.7)  # accuracy falls

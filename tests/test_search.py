@@ -170,6 +170,8 @@ def test_bad_run_inputs(demo_val, tmp_path, three_class_data):
     assert_user_error(run(*run_args(demo_val, tmp_path, "--sampler", "cmaes")), "'cmaes'", "nsga2")
     assert_user_error(run(*run_args(demo_val, tmp_path, "--n-trials", "0")), "number of trials 0")
     assert_user_error(run(*run_args(demo_val, tmp_path, "--batch-size", "0")), "batch size 0")
+    assert_user_error(run(*run_args(demo_val, tmp_path, "--timeout", "-1", "--study-name", "t")), "timeout -1")
+    assert not (tmp_path / "t").exists()
     assert_user_error(run(*run_args(demo_val, tmp_path, "--space", "nope")), "'nope'", "default")
     assert_user_error(run("run", "--model", DEMO_MODEL_NAME), "both --model and --data")
     assert_user_error(run("resume", str(tmp_path / "missing")), "not a tilesearch run folder")

@@ -75,7 +75,7 @@ class SEBlock:
         return asdict(self)
 
 
-def input_shape_of(model: nn.Module, input_size: int | tuple[int, int]) -> tuple[int, int, int, int]:
+def input_shape_of(input_size: int | tuple[int, int]) -> tuple[int, int, int, int]:
     """A batch-of-one NCHW shape for ``input_size`` (side, or (height, width))."""
     height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
     return (1, 3, height, width)
@@ -104,7 +104,7 @@ def discover_se_blocks(model: nn.Module, input_size: int | tuple[int, int]) -> l
         model.eval()
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        model(torch.zeros(input_shape_of(model, input_size), device=device))
+        model(torch.zeros(input_shape_of(input_size), device=device))
     except RuntimeError as error:  # e.g. a kernel larger than a tiny input's feature map
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise TilesearchError(f"{type(model).__name__} cannot run at input size {input_size}: {reason}") from error

@@ -273,7 +273,7 @@ def prepare_search(
         parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
     name = study_name or default_study_name(settings)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
-    parts = _detector_parts(settings, run_dir) if detector else _classifier_parts(settings, run_dir)
+    parts = _detector_parts(settings) if detector else _classifier_parts(settings, run_dir)
     model, preprocessing, scorer_factory = parts
     blocks = discover_se_blocks(model, preprocessing.input_size)
     se_total = sum(block.se_buffer for block in blocks)
@@ -340,7 +340,7 @@ def _classifier_parts(settings: RunSettings, run_dir: Path):
     return model, preprocessing, scorer_factory
 
 
-def _detector_parts(settings: RunSettings, run_dir: Path):
+def _detector_parts(settings: RunSettings):
     """An effdet model at its input size, effdet's preprocessing and a DetectionScorer factory."""
     import numpy as np
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -427,6 +427,13 @@ def blocks_from_run(document: dict) -> list[SEBlock]:
     return [SEBlock(**block) for block in document["blocks"]]
 
 
+def _check_budget_of_trials(n_trials: int | None, timeout: float | None) -> None:
+    if n_trials is not None and n_trials < 1:
+        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
+    if timeout is not None and timeout <= 0:
+        raise TilesearchError(f"invalid timeout {timeout}: expected a positive number of seconds")
+
+
 def optimize(
     search: Search,
     study: optuna.Study,
@@ -435,8 +442,7 @@ def optimize(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> bool:
     """Run trials; returns False if interrupted by Ctrl-C (completed trials are already stored)."""
-    if n_trials is not None and n_trials < 1:
-        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
+    _check_budget_of_trials(n_trials, timeout)
     try:
         study.optimize(
             search.objective,
@@ -490,6 +496,7 @@ def run_search(
 
     from tilesearch.results import completed, write_outputs
 
+    _check_budget_of_trials(n_trials, timeout)  # before the study is created or touched
     if search.scorer is None:  # data and head checked before the study is created or touched
         search.scorer = search.scorer_factory()
     study = open_study(search)

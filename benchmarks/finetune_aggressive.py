@@ -53,8 +53,8 @@ def main() -> None:
         print(f"skipping the shared model: {SHARED} not found")
     print(f"\n{'model':28} {'held-out':>9} {'train':>6} {'epochs':>6} {'SE':>7} {'1x1 before':>11} {'1x1 after':>10} {'seconds':>8}")
     for name, m in rows:
-        print(f"{name:28} {m['held_out_images']:>9} {m['train_images']:>6} {m['epochs']:>6} {100 * m['se_accuracy']:>6.2f}% "
-              f"{100 * m['accuracy_before']:>10.2f}% {100 * m['accuracy_after']:>9.2f}% {m['seconds']:>8.1f}")
+        print(f"{name:28} {m['held_out_images']:>9} {m['train_images']:>6} {m['epochs']:>6} {100 * m['se_score']:>6.2f}% "
+              f"{100 * m['score_before']:>10.2f}% {100 * m['score_after']:>9.2f}% {m['seconds']:>8.1f}")
 
 
 if __name__ == "__main__":

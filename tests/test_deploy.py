@@ -45,9 +45,9 @@ def test_finetune_all_1x1_does_not_lose_accuracy_and_writes_final(demo_run, tmp_
     assert result.exit_code == 0, result.output
     final = demo_run["dir"] / "final"
     metrics = json.loads((final / "metrics.json").read_text())
-    assert metrics["accuracy_after"] >= metrics["accuracy_before"]
+    assert metrics["score_after"] >= metrics["score_before"] and metrics["metric"] == "accuracy"
     assert metrics["epochs"] == 4 and metrics["train_images"] == 320 and len(metrics["losses"]) == 4
-    assert {"se_accuracy", "buffer", "seconds", "held_out_images"} <= set(metrics)
+    assert {"se_score", "buffer", "seconds", "held_out_images"} <= set(metrics)
     saved = load_config(final / "config.yaml")
     assert {str(t) for t in saved.tiles.values()} == {"1x1"}
     model = load_demo_model(final / "model.safetensors")  # complete and strict-loadable
@@ -130,6 +130,8 @@ def test_bad_deploy_inputs(demo_run, tmp_path):
     assert_user_error(runner.invoke(app, ["export", run_dir, "--format", "tflite"]), "'tflite'", "onnx")
     train = str(demo_run["train"])
     assert_user_error(runner.invoke(app, ["finetune", run_dir, "--train-data", train, "--batch-size", "0"]), "batch size 0")
+    assert_user_error(runner.invoke(app, ["finetune", run_dir, "--train-data", train, "--train-annotations", "x.json"]),
+                      "for detectors", DEMO_MODEL_NAME)
     wrong = tmp_path / "wrong"
     for cls in ("a", "b"):
         (wrong / cls).mkdir(parents=True)

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import randomize_
 
 from tilesearch import TilesearchError, create_model
+from tilesearch.models import load_checkpoint
 from tilesearch.detection import (
     DetectionScorer,
     coco_map,
@@ -119,9 +121,33 @@ def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
     trials = load_study_of_run(document).get_trials()
     assert len(trials) == 3 and all(0.0 <= t.user_attrs["map"] <= 1.0 for t in trials)
     assert (tmp_path / "a" / "best.yaml").is_file()
-    assert_user_error(runner.invoke(app, ["finetune", str(tmp_path / "a"), "--train-data", str(images_dir)]),
-                      "not supported for detectors")
-    assert runner.invoke(app, ["export", str(tmp_path / "a"), "--format", "yaml"]).exit_code == 0
+    holdout = yaml.safe_load((tmp_path / "a" / "holdout.yaml").read_text())  # the 2 images outside --val-subset
+    assert holdout["images"] == 2 and holdout["metric"] == "map" and 0 <= holdout["best"]["map"] <= 1
+    assert "held-out (2 images): map SE" in result.output
+
+    train_dir, train_annotations = write_coco_fixture(tmp_path / "train", n_images=6, seed=11)
+    assert_user_error(runner.invoke(app, ["finetune", str(tmp_path / "a"), "--train-data", str(train_dir)]),
+                      "--train-annotations")
+    result = runner.invoke(app, ["finetune", str(tmp_path / "a"), "--train-data", str(train_dir), "--train-annotations",
+                                 str(train_annotations), "--epochs", "3", "--train-subset", "1.0", "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "a" / "final" / "metrics.json").read_text())
+    assert metrics["metric"] == "map" and metrics["train_images"] == 6 and metrics["held_out_images"] == 2
+    assert metrics["losses"][-1] < metrics["losses"][0]  # effdet's loss falls on the drawn boxes
+    model = create_model("efficientdet_d0", num_classes=2, input_size=(128, 128))
+    before = model.state_dict()["class_net.predict.conv_pw.weight"].clone()
+    load_checkpoint(model, tmp_path / "a" / "final" / "model.safetensors")
+    assert not torch.equal(model.state_dict()["class_net.predict.conv_pw.weight"], before)
+
+    result = runner.invoke(app, ["export", str(tmp_path / "a"), "--out", str(tmp_path / "export")])
+    assert result.exit_code == 0, result.output
+    exported = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert exported["weights"].startswith("fine-tuned") and exported["onnx_max_abs_diff"] < 1e-4
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == [f"class_{i}" for i in range(5)] + [f"box_{i}" for i in range(5)]
+    assert session.get_inputs()[0].shape == [1, 3, 128, 128]
 
     result = runner.invoke(app, base + ["--study-name", "p"])  # no annotations: pseudo-mAP against SE
     assert result.exit_code == 0, result.output
@@ -129,6 +155,8 @@ def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
     assert study.user_attrs["settings"]["metric"] == "pseudo_map"
 
     assert_user_error(runner.invoke(app, base + ["--metric", "map"]), "--annotations")
+    assert_user_error(runner.invoke(app, base + ["--study-name", "t", "--train-data", str(train_dir)]), "--train-annotations")
+    assert not (tmp_path / "t").exists()  # refused before the search started
     assert_user_error(runner.invoke(app, base + ["--val-subset", "0"]), "validation subset 0")
     assert_user_error(runner.invoke(app, ["sensitivity", "--model", "efficientdet_d0", "--data", str(images_dir)]),
                       "for classifiers")
@@ -159,3 +187,56 @@ def test_flagship_efficientdet_d2_at_768_runs_end_to_end(tmp_path):
     from tilesearch.config import load_config
 
     assert load_config(run_dir / "best.yaml").totals["buffer"] <= 5_000_000
+
+
+def test_training_targets_are_boxes_in_input_pixels_and_flips_mirror_them(tmp_path):
+    """A flipped batch's loss equals the loss of the mirrored image file with mirrored boxes."""
+    from PIL import Image
+
+    from tilesearch.data import Preprocessing
+    from tilesearch.detection import detection_loss, detection_targets
+
+    images_dir, annotations = write_coco_fixture(tmp_path / "a", n_images=2, seed=5, size=(128, 96))
+    coco = load_coco(images_dir, annotations)
+    mirrored_dir = tmp_path / "b"
+    mirrored_dir.mkdir()
+    data = json.loads(annotations.read_text())
+    for image in data["images"]:
+        Image.open(images_dir / image["file_name"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored_dir / image["file_name"])
+    for annotation in data["annotations"]:
+        x, y, w, h = annotation["bbox"]
+        annotation["bbox"] = [128 - x - w, y, w, h]
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    mirrored = load_coco(mirrored_dir, tmp_path / "b.json")
+
+    mean = (0.485, 0.456, 0.406)
+    images = decode_detection_images(images_dir, coco, [1, 2], (128, 128), mean)  # width fits: padding only below
+    boxes, classes = detection_targets(coco, images)
+    first = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
+    x, y, w, h = first[0]["bbox"]
+    assert boxes[0, 0].tolist() == [y, x, y + h, x + w] and classes[0, 0] == first[0]["category_id"]
+    assert (classes[0, len(first):] == -1).all()
+
+    flipped_images = decode_detection_images(mirrored_dir, mirrored, [1, 2], (128, 128), mean)
+    assert torch.equal(flipped_images.pixels, images.pixels.flip(-1))
+    model = create_model("efficientdet_d0", num_classes=2, input_size=(128, 128))
+    preprocessing = Preprocessing((128, 128), "bilinear", 1.0, "resize-pad", mean, (0.229, 0.224, 0.225))
+    loss_of = detection_loss(model, images, boxes, classes, preprocessing.normalize, torch.device("cpu"))
+    loss_of_mirrored = detection_loss(model, flipped_images, *detection_targets(mirrored, flipped_images),
+                                      preprocessing.normalize, torch.device("cpu"))
+    index = torch.tensor([0, 1])
+    model.eval()  # no dropout or drop-path: the two losses are then comparable
+    with torch.no_grad():
+        flipped = loss_of(index, torch.tensor([True, True]))
+        assert torch.allclose(flipped, loss_of_mirrored(index, torch.tensor([False, False])), atol=1e-5)
+        assert not torch.allclose(flipped, loss_of(index, torch.tensor([False, False])), atol=1e-3)
+
+
+def test_random_initialisation_is_seeded():
+    """Workers and resumed studies on random weights score the very same model."""
+    first, second = (create_model("efficientdet_d0", num_classes=2, input_size=(128, 128)) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    create_model("regnety_002")
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is left alone

@@ -141,7 +141,7 @@ def test_surrogate_prediction_follows_the_metric_direction(tmp_path):
     from tilesearch.search import RunSettings, Search
 
     search = Search(RunSettings(model="m", data="d", metric="kl"), tmp_path, "s", "sqlite://", [], None, None, None,
-                    None, lambda: None)
+                    None, lambda: None, lambda: None)
     search.se_score, search.drops = 0.0, {("a", "1x1"): 0.2, ("b", "7xW"): 0.05}
     assert search.predicted({"a": "1x1", "b": "7xW"}) == pytest.approx(0.25)  # KL grows with the drops
     search.settings.metric, search.se_score = "accuracy", 0.9

@@ -142,6 +142,7 @@ MEAN = typer.Option(None, "--mean", help="Normalisation mean, three comma-separa
 STD = typer.Option(None, "--std", help="Normalisation std, three comma-separated numbers.")
 BATCH_SIZE = typer.Option(256, "--batch-size", help="Images per forward pass.")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+TRAIN_ANNOTATIONS = typer.Option(None, "--train-annotations", help="Detectors: COCO instances JSON of the --train-data images.")
 
 
 def parse_triple(text: str | None, label: str) -> tuple[float, float, float] | None:
@@ -186,12 +187,17 @@ def print_summary(result) -> None:
         shown = f"{error:.4f}" if metric == "kl" else f"{100 * error:.2f} points"
         console.print(f"surrogate error (mean |predicted - measured| {metric}): {shown}")
     if result.holdout:
-        se, best = result.holdout["se"], result.holdout["best"]
+        se, best, shown = result.holdout["se"], result.holdout["best"], result.holdout["metric"]
         console.print(
-            f"held-out ({result.holdout['images']} images): SE {100 * se['accuracy']:.2f}%, "
-            f"best (trial {best['trial']}) {100 * best['accuracy']:.2f}%"
+            f"held-out ({result.holdout['images']} images): {shown} SE {format_score(shown, se[shown])}, "
+            f"best (trial {best['trial']}) {format_score(shown, best[shown])}"
         )
     console.print(f"outputs in {run_dir}/: " + ", ".join(sorted(result.written)))
+
+
+def format_score(metric: str, value: float) -> str:
+    """Accuracy and agreement as percentages, mAP and KL as numbers."""
+    return f"{100 * value:.2f}%" if metric in ("accuracy", "agreement") else f"{value:.4f}"
 
 
 def finish(result) -> None:
@@ -232,6 +238,7 @@ def run(
     batch_size: int = BATCH_SIZE,
     device: Optional[str] = DEVICE,
     train_data: Optional[str] = typer.Option(None, "--train-data", help="Training images: end with a short fine-tune of the best config."),
+    train_annotations: Optional[str] = TRAIN_ANNOTATIONS,
     epochs: int = typer.Option(5, "--epochs", help="Fine-tuning epochs (with --train-data)."),
     train_subset: float = typer.Option(0.1, "--train-subset", help="Fraction (or number) of training images to fine-tune on."),
     lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (SGD, cosine schedule)."),
@@ -264,24 +271,25 @@ def run(
         )
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage)
     if train_data is not None:
-        from tilesearch.data import image_folder
-        from tilesearch.deploy import check_finetune_args
+        from tilesearch.deploy import check_finetune_args, check_train_data
 
-        image_folder(train_data)  # a missing folder or bad setting fails before the search, not after it
+        check_train_data(search, train_data, train_annotations)  # fails before the search, not after it
         check_finetune_args(**finetune_args, batch_size=64)
     result = run_search(search, n_trials=n_trials or 40, timeout=timeout)
     finish(result)
     if train_data is not None:
         from tilesearch.deploy import finetune
 
-        print_finetune(finetune(result.run_dir, train_data, **finetune_args), result.run_dir)
+        metrics = finetune(result.run_dir, train_data, train_annotations=train_annotations, **finetune_args)
+        print_finetune(metrics, result.run_dir)
 
 
 def print_finetune(metrics: dict, run_dir: Path) -> None:
+    metric = metrics["metric"]
     console.print(
         f"fine-tuned {metrics['config']} for {metrics['epochs']} epochs on {metrics['train_images']} images "
-        f"({metrics['seconds']:.0f} s): held-out accuracy {100 * metrics['accuracy_before']:.2f}% -> "
-        f"{100 * metrics['accuracy_after']:.2f}% (SE {100 * metrics['se_accuracy']:.2f}%), "
+        f"({metrics['seconds']:.0f} s): held-out {metric} {format_score(metric, metrics['score_before'])} -> "
+        f"{format_score(metric, metrics['score_after'])} (SE {format_score(metric, metrics['se_score'])}), "
         f"buffer {format_count(metrics['buffer'])} of {format_count(metrics['se_buffer'])}; written to {Path(run_dir) / 'final'}/"
     )
 
@@ -290,7 +298,8 @@ def print_finetune(metrics: dict, run_dir: Path) -> None:
 @user_errors
 def finetune(
     run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regnety_002-5M."),
-    train_data: str = typer.Option(..., "--train-data", help="Training images, ImageFolder layout, same classes as --data."),
+    train_data: str = typer.Option(..., "--train-data", help="Training images: ImageFolder layout with the classes of --data; a detector's COCO images folder."),
+    train_annotations: Optional[str] = TRAIN_ANNOTATIONS,
     config: Optional[str] = typer.Option(None, "--config", help="A tile-config YAML [default: the run's best within budget]."),
     trial: Optional[int] = typer.Option(None, "--trial", help="Fine-tune this trial's config instead."),
     epochs: int = typer.Option(5, "--epochs", help="Epochs over the training subset."),
@@ -302,8 +311,8 @@ def finetune(
     """Fine-tune a chosen config briefly from the SE weights; writes DIR/final/."""
     from tilesearch.deploy import finetune as run_finetune
 
-    metrics = run_finetune(run_dir, train_data, trial=trial, config=config, epochs=epochs,
-                           train_subset=train_subset, lr=lr, batch_size=batch_size, seed=seed)
+    metrics = run_finetune(run_dir, train_data, trial=trial, config=config, epochs=epochs, train_subset=train_subset,
+                           lr=lr, batch_size=batch_size, seed=seed, train_annotations=train_annotations)
     print_finetune(metrics, Path(run_dir))
 
 

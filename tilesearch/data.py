@@ -146,12 +146,21 @@ def stratified_split(labels: list[int], subset: int | None, seed: int) -> tuple[
     return sorted(chosen), [i for i in indices.tolist() if i not in chosen_set]
 
 
-def _cache_key(root: Path, samples: list[tuple[str, int]], preprocessing: Preprocessing) -> str:
+def cache_file(cache_dir: Path, root: Path, samples: list[tuple[str, int]], recipe: dict) -> Path:
+    """Where decoded pixels of ``samples`` under ``recipe`` are cached; changes when a file or the recipe does."""
     digest = hashlib.sha1()
-    digest.update(json.dumps([str(root.resolve()), preprocessing.to_dict()], sort_keys=True).encode())
+    digest.update(json.dumps([str(Path(root).resolve()), recipe], sort_keys=True).encode())
     for path, label in samples:
         digest.update(f"{path}\0{label}\0{Path(path).stat().st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+    return Path(cache_dir) / f"images-{digest.hexdigest()[:16]}.pt"
+
+
+def save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write atomically, so an interrupted run never leaves a half-written cache behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(tensors, tmp)
+    tmp.replace(path)
 
 
 def decode_images(
@@ -167,12 +176,10 @@ def decode_images(
 
     dataset = image_folder(root)
     samples = dataset.samples if indices is None else [dataset.samples[i] for i in indices]
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"images-{_cache_key(Path(root), samples, preprocessing)}.pt"
-        if cache_file.is_file():
-            cached = torch.load(cache_file, weights_only=True)
-            return ImageSet(cached["pixels"], cached["labels"], dataset.classes)
+    cached = None if cache_dir is None else cache_file(cache_dir, Path(root), samples, preprocessing.to_dict())
+    if cached is not None and cached.is_file():
+        tensors = torch.load(cached, weights_only=True)
+        return ImageSet(tensors["pixels"], tensors["labels"], dataset.classes)
     transform = create_transform(
         input_size=(3, *preprocessing.input_size),
         interpolation=preprocessing.interpolation,
@@ -186,9 +193,6 @@ def decode_images(
     for i, (path, _) in enumerate(track(samples, description=description, transient=True)):
         pixels[i] = torch.as_tensor(transform(dataset.loader(path)))  # uint8, numpy or tensor by timm version
     labels = torch.tensor([label for _, label in samples], dtype=torch.long)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        torch.save({"pixels": pixels, "labels": labels}, tmp)
-        tmp.replace(cache_file)
+    if cached is not None:
+        save_cache(cached, {"pixels": pixels, "labels": labels})
     return ImageSet(pixels, labels, dataset.classes)

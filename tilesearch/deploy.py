@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +26,19 @@ from torch import nn
 
 from tilesearch.config import config_document, load_config, save_config, write_atomically
 from tilesearch.cost import buffer_report, load_profile
-from tilesearch.data import ImageSet, decode_images, image_folder, stratified_split
+from tilesearch.data import decode_images, image_folder, stratified_split
+from tilesearch.detection import decode_detection_images, detection_loss, detection_targets, load_coco
 from tilesearch.errors import TilesearchError
 from tilesearch.results import best_trial, front
-from tilesearch.score import Scorer
 from tilesearch.search import (
     Search,
     blocks_from_run,
-    holdout_images,
     load_study_of_run,
     prepare_resume,
     read_run_file,
 )
 from tilesearch.tiled_se import apply_tiles
+from tilesearch.tiles import GAP
 
 FORMATS = ("yaml", "safetensors", "onnx")
 
@@ -86,27 +87,35 @@ def _model_of(search: Search) -> nn.Module:
     from tilesearch.models import load_model
 
     s = search.settings
-    return load_model(s.model, pretrained=s.pretrained, checkpoint=s.checkpoint, num_classes=s.num_classes)
+    size = search.preprocessing.input_size if search.detector else None  # effdet builds its anchors for one size
+    return load_model(s.model, pretrained=s.pretrained, checkpoint=s.checkpoint, num_classes=s.num_classes, input_size=size)
 
 
-def _classifier_only(run_dir: str | Path, what: str) -> None:
-    from tilesearch.search import DETECTION_METRICS
-
-    if read_run_file(run_dir)["settings"].get("metric") in DETECTION_METRICS:
-        raise TilesearchError(f"{what} is not supported for detectors yet; the tile config (best.yaml) is")
+def _report_scorer(search: Search):
+    """A scorer on held-out images for before/after figures; the search's own subset if nothing was held out."""
+    return search.holdout_factory() or search.scorer_factory()
 
 
-def _report_images(search: Search) -> ImageSet:
-    """Held-out images for before/after figures; the search's own subset if nothing was held out."""
-    images = holdout_images(search)
-    if images is not None:
-        return images
-    labels = [label for _, label in image_folder(search.settings.data).samples]
-    indices, _ = stratified_split(labels, search.settings.val_subset, search.settings.seed)
-    return decode_images(search.settings.data, search.preprocessing, indices, cache_dir=search.run_dir / "cache")
+def check_train_data(search: Search, train_data: str | Path, train_annotations: str | Path | None = None) -> None:
+    """Training data of the wrong kind for the run's model fails before a search or fine-tune starts."""
+    if search.detector:
+        if train_annotations is None:
+            raise TilesearchError("a detector fine-tunes on COCO data: give --train-annotations instances.json with --train-data IMAGES_DIR")
+        load_coco(train_data, train_annotations)
+    elif train_annotations is not None:
+        raise TilesearchError(f"--train-annotations is for detectors (effdet models), not {search.settings.model!r}")
+    else:
+        image_folder(train_data)
 
 
-def _train_images(search: Search, train_data: str | Path, train_subset: float, seed: int) -> ImageSet:
+def _subset_size(train_subset: float, total: int) -> int:
+    if not 0 < train_subset <= total:
+        raise TilesearchError(f"invalid training subset {train_subset}: a fraction in (0, 1] or a number of images")
+    return max(1, round(train_subset * total) if train_subset <= 1 else int(train_subset))
+
+
+def _classifier_training(search: Search, model: nn.Module, train_data, train_subset: float, seed: int, device):
+    """(images, loss_of) for a classifier: cross-entropy on horizontally flipped or plain images."""
     dataset = image_folder(train_data)
     val_classes = image_folder(search.settings.holdout or search.settings.data).classes
     if dataset.classes != val_classes:
@@ -115,12 +124,34 @@ def _train_images(search: Search, train_data: str | Path, train_subset: float, s
             f"{val_classes[:4]}...: they must be the same classes"
         )
     labels = [label for _, label in dataset.samples]
-    if not 0 < train_subset <= len(labels):
-        raise TilesearchError(f"invalid training subset {train_subset}: a fraction in (0, 1] or a number of images")
-    count = round(train_subset * len(labels)) if train_subset <= 1 else int(train_subset)
-    indices, _ = stratified_split(labels, max(count, len(dataset.classes)), seed)
-    return decode_images(train_data, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
-                         description="decoding training images")
+    indices, _ = stratified_split(labels, max(_subset_size(train_subset, len(labels)), len(dataset.classes)), seed)
+    images = decode_images(train_data, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
+                           description="decoding training images")
+
+    def loss_of(index: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        pixels = images.pixels[index]
+        pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
+        logits = model(search.preprocessing.normalize(pixels.to(device)))
+        return nn.functional.cross_entropy(logits, images.labels[index].to(device))
+
+    return len(images), loss_of
+
+
+def _detector_training(search: Search, model: nn.Module, train_data, train_annotations, train_subset: float, seed: int, device):
+    """(images, loss_of) for an effdet detector: effdet's training bench (anchor labels, focal and box loss)."""
+    import numpy as np
+
+    coco = load_coco(train_data, train_annotations)
+    ids = sorted(coco.imgs)
+    ids = sorted(np.random.default_rng(seed).choice(ids, _subset_size(train_subset, len(ids)), replace=False).tolist())
+    classes = model.config.num_classes
+    beyond = sorted({a["category_id"] for a in coco.dataset["annotations"] if not 1 <= a["category_id"] <= classes})
+    if beyond:
+        raise TilesearchError(f"training annotations use category id {beyond[0]}, but the detector has classes 1..{classes}")
+    images = decode_detection_images(train_data, coco, ids, search.preprocessing.input_size, search.preprocessing.mean,
+                                     search.run_dir / "cache", "decoding training images")
+    boxes, labels = detection_targets(coco, images)
+    return len(images), detection_loss(model, images, boxes, labels, search.preprocessing.normalize, device)
 
 
 def check_finetune_args(epochs: int, lr: float, batch_size: int, train_subset: float) -> None:
@@ -144,19 +175,19 @@ def _freeze_norm_statistics(model: nn.Module) -> None:
 
 def train_epochs(
     model: nn.Module,
-    images: ImageSet,
-    search: Search,
+    count: int,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     epochs: int,
     lr: float,
     batch_size: int,
-    device: torch.device,
     seed: int,
 ) -> list[float]:
-    """SGD (momentum 0.9, weight decay 5e-5) with a per-step cosine schedule; returns each epoch's mean loss."""
+    """SGD (momentum 0.9, weight decay 5e-5) with a per-step cosine schedule over ``count`` items,
+    half of each batch flipped; ``loss_of(index, flip)`` is a batch's loss. Returns each epoch's mean loss."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = -(-len(images) // batch_size)
+    steps_per_epoch = -(-count // batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     losses = []
@@ -167,15 +198,11 @@ def train_epochs(
         for epoch in range(epochs):
             model.train()
             _freeze_norm_statistics(model)
-            order = torch.randperm(len(images), generator=generator)
+            order = torch.randperm(count, generator=generator)
             total, seen, started = 0.0, 0, time.perf_counter()
-            for start in range(0, len(images), batch_size):
+            for start in range(0, count, batch_size):
                 index = order[start : start + batch_size]
-                pixels = images.pixels[index]
-                flip = torch.rand(len(index), generator=generator) < 0.5
-                pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)  # horizontal flips
-                inputs = search.preprocessing.normalize(pixels.to(device))
-                loss = nn.functional.cross_entropy(model(inputs), images.labels[index].to(device))
+                loss = loss_of(index, torch.rand(len(index), generator=generator) < 0.5)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -199,49 +226,65 @@ def finetune(
     lr: float = 0.01,
     batch_size: int = 64,
     seed: int = 0,
+    train_annotations: str | Path | None = None,
 ) -> dict:
-    """Fine-tune the chosen config; writes ``final/`` (model.safetensors, config.yaml, metrics.json)."""
-    from safetensors.torch import save_file
+    """Fine-tune the chosen config; writes ``final/`` (model.safetensors, config.yaml, metrics.json).
 
+    Classifiers train on an ImageFolder (``train_data``), detectors on COCO data
+    (``train_data`` images and ``train_annotations``). Scores before and after
+    are the run's report metric (accuracy, or mAP) on held-out images.
+    """
     check_finetune_args(epochs, lr, batch_size, train_subset)
     choice = choose_config(run_dir, trial, config)
-    _classifier_only(run_dir, "fine-tuning")
     search = prepare_resume(run_dir)
-    train = _train_images(search, train_data, train_subset, seed)
-    model = _model_of(search)
-    held_out = _report_images(search)
-    scorer = Scorer(model, held_out, search.preprocessing, search.settings.batch_size, search.settings.device)
+    check_train_data(search, train_data, train_annotations)
+    scorer = _report_scorer(search)
+    model, metric = scorer.model, search.report_metric
+    if search.detector:
+        count, loss_of = _detector_training(search, model, train_data, train_annotations, train_subset, seed, scorer.device)
+    else:
+        count, loss_of = _classifier_training(search, model, train_data, train_subset, seed, scorer.device)
+    se = scorer.score(GAP)  # before training: the SE references come from the original weights
     before = scorer.score(choice.tiles)
-    apply_tiles(scorer.model, choice.tiles)
+    apply_tiles(model, choice.tiles)
     started = time.perf_counter()
-    losses = train_epochs(scorer.model, train, search, epochs, lr, batch_size, scorer.device, seed)
+    losses = train_epochs(model, count, loss_of, epochs, lr, batch_size, seed)
     seconds = time.perf_counter() - started
     after = scorer.score(choice.tiles)
     report = buffer_report(search.blocks, choice.tiles, search.profile)
     metrics = {
         "config": choice.label,
         "trial": choice.trial,
-        "held_out_images": len(held_out),
-        "se_accuracy": int((scorer.se_predictions == held_out.labels).sum()) / len(held_out),
-        "accuracy_before": before.accuracy,
-        "accuracy_after": after.accuracy,
+        "metric": metric,
+        "held_out_images": len(scorer.images),
+        "se_score": getattr(se, metric),
+        "score_before": getattr(before, metric),
+        "score_after": getattr(after, metric),
         "buffer": report.total,
         "se_buffer": report.se_total,
         "epochs": epochs,
-        "train_images": len(train),
+        "train_images": count,
         "lr": lr,
         "losses": losses,
         "seconds": round(seconds, 1),
     }
-    final = Path(run_dir) / "final"
-    staging = Path(run_dir) / f".final.tmp{os.getpid()}"
+    document = config_document(search.settings.model, search.preprocessing.input_size, report,
+                               {metric: metrics["score_after"], "trial": choice.trial})
+    _write_final(Path(run_dir), model, document, metrics)
+    return metrics
+
+
+def _write_final(run_dir: Path, model: nn.Module, document: dict, metrics: dict) -> None:
+    """``final/`` replaced as a whole: a crash leaves the previous one or none, never half of one."""
+    from safetensors.torch import save_file
+
+    final = run_dir / "final"
+    staging = run_dir / f".final.tmp{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        state = {key: value.detach().cpu().contiguous() for key, value in scorer.model.state_dict().items()}
+        state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
         save_file(state, str(staging / "model.safetensors"))
-        document = config_document(search.settings.model, search.preprocessing.input_size, report,
-                                   {"accuracy": after.accuracy, "trial": choice.trial})
         save_config(staging / "config.yaml", document)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if final.exists():
@@ -249,7 +292,6 @@ def finetune(
         staging.replace(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return metrics
 
 
 def _finetuned_weights(run_dir: Path, tiles: dict[str, str]) -> Path | None:
@@ -261,13 +303,34 @@ def _finetuned_weights(run_dir: Path, tiles: dict[str, str]) -> Path | None:
     return final / "model.safetensors" if {k: str(v) for k, v in config.tiles.items()} == tiles else None
 
 
+def _flat_outputs(outputs) -> list[torch.Tensor]:
+    """A classifier's logits, or an effdet model's (class maps, box maps) per pyramid level, as a flat list."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [tensor for group in outputs for tensor in _flat_outputs(group)]
+
+
+def _output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
+    with torch.inference_mode():
+        outputs = model(example)
+    if isinstance(outputs, torch.Tensor):
+        return ["output"]
+    class_maps, box_maps = outputs
+    return [f"class_{i}" for i in range(len(class_maps))] + [f"box_{i}" for i in range(len(box_maps))]
+
+
 def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int], opset: int = 17) -> None:
-    """The tiled model as ONNX with a static 1x3xHxW input (dataflow compilers want static shapes)."""
+    """The tiled model as ONNX with a static 1x3xHxW input (dataflow compilers want static shapes).
+
+    A detector is exported without its box decoding and NMS (effdet's ``DetBenchPredict``), which
+    run on the host: one class map and one box map per pyramid level.
+    """
     example = torch.zeros(1, 3, *input_size)
+    model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python ints in the tile arithmetic
-        torch.onnx.export(model.eval(), (example,), str(path), opset_version=opset, dynamo=False,
-                          input_names=["input"], output_names=["output"])
+        torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=False,
+                          input_names=["input"], output_names=_output_names(model, example))
 
 
 def onnx_parity(model: nn.Module, path: Path, inputs: torch.Tensor) -> float:
@@ -278,9 +341,9 @@ def onnx_parity(model: nn.Module, path: Path, inputs: torch.Tensor) -> float:
     worst = 0.0
     with torch.inference_mode():
         for image in inputs:
-            expected = model(image[None]).numpy()
-            got = session.run(None, {"input": image[None].numpy()})[0]
-            worst = max(worst, float(abs(got - expected).max()))
+            expected = _flat_outputs(model(image[None]))
+            got = session.run(None, {"input": image[None].numpy()})
+            worst = max(worst, *(float(abs(g - e.numpy()).max()) for g, e in zip(got, expected)))
     return worst
 
 
@@ -299,8 +362,6 @@ def export(
     run_dir = Path(run_dir)
     choice = choose_config(run_dir, trial, config)
     document = read_run_file(run_dir)
-    if wanted != ("yaml",):
-        _classifier_only(run_dir, "exporting weights and ONNX (use --format yaml)")
     out = Path(out) if out is not None else run_dir / "export"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -340,8 +401,8 @@ def export(
             tmp = out / f".model.onnx.tmp{os.getpid()}"
             try:
                 export_onnx(model, tmp, input_size)
-                images = _report_images(search)
-                sample = search.preprocessing.normalize(images.pixels[:parity_images])
+                images = _report_scorer(search).images  # real images; the SE reference is not computed
+                sample = search.preprocessing.normalize(images.pixels[:parity_images].cpu())
                 result["onnx_max_abs_diff"] = onnx_parity(model, tmp, sample)
                 tmp.replace(out / "model.onnx")
             finally:

@@ -12,6 +12,7 @@ label-free measure of how far tiling moved the detector.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -91,23 +92,79 @@ class DetectionImages:
 
 
 def decode_detection_images(
-    images_dir: str | Path, coco, image_ids: list[int], image_size: tuple[int, int], mean: tuple[float, float, float]
+    images_dir: str | Path,
+    coco,
+    image_ids: list[int],
+    image_size: tuple[int, int],
+    mean: tuple[float, float, float],
+    cache_dir: Path | None = None,
+    description: str = "decoding images",
 ) -> DetectionImages:
-    """effdet's eval preprocessing (ResizePad, fill with the mean colour) applied once."""
+    """effdet's eval preprocessing (ResizePad, fill with the mean colour) applied once, cached in ``cache_dir``."""
     from effdet.data.transforms import transforms_coco_eval
     from PIL import Image
+    from rich.progress import track
 
+    from tilesearch.data import cache_file, save_cache
+
+    paths = [(str(Path(images_dir) / coco.imgs[i]["file_name"]), i) for i in image_ids]
+    recipe = {"detector": "ResizePad", "size": list(image_size), "mean": list(mean)}
+    cached = None if cache_dir is None else cache_file(cache_dir, Path(images_dir), paths, recipe)
+    if cached is not None and cached.is_file():
+        tensors = torch.load(cached, weights_only=True)
+        return DetectionImages(tensors["pixels"], list(image_ids), tensors["scales"], tensors["sizes"])
     transform = transforms_coco_eval(image_size, interpolation="bilinear", use_prefetcher=True, fill_color="mean", mean=mean)
     pixels = torch.empty((len(image_ids), 3, *image_size), dtype=torch.uint8)
     scales, sizes = [], []
-    for i, image_id in enumerate(image_ids):
+    for i, (path, image_id) in enumerate(track(paths, description=description, transient=True)):
         info = coco.imgs[image_id]
-        with Image.open(Path(images_dir) / info["file_name"]) as image:
+        with Image.open(path) as image:
             array, anno = transform(image.convert("RGB"), {})
         pixels[i] = torch.as_tensor(array)
         scales.append(anno["img_scale"])
         sizes.append((info["width"], info["height"]))
-    return DetectionImages(pixels, list(image_ids), torch.tensor(scales, dtype=torch.float32), torch.tensor(sizes))
+    images = DetectionImages(pixels, list(image_ids), torch.tensor(scales, dtype=torch.float32), torch.tensor(sizes))
+    if cached is not None:
+        save_cache(cached, {"pixels": images.pixels, "scales": images.scales, "sizes": images.sizes})
+    return images
+
+
+def detection_targets(coco, images: DetectionImages) -> tuple[Tensor, Tensor]:
+    """Boxes (y1, x1, y2, x2 in the resized input's pixels) and classes per image, padded with class -1.
+
+    effdet's convention: the class is the COCO category id, the anchor labeler drops classes below 0.
+    """
+    annotations = [coco.imgToAnns.get(image_id, []) for image_id in images.image_ids]
+    most = max([1, *(len(found) for found in annotations)])
+    boxes = torch.zeros((len(images), most, 4))
+    classes = torch.full((len(images), most), -1, dtype=torch.long)
+    for i, (found, scale) in enumerate(zip(annotations, images.scales.tolist())):
+        for j, annotation in enumerate(found):
+            x, y, w, h = annotation["bbox"]
+            boxes[i, j] = torch.tensor([y, x, y + h, x + w]) / scale
+            classes[i, j] = annotation["category_id"]
+    return boxes, classes
+
+
+def detection_loss(
+    model: nn.Module, images: DetectionImages, boxes: Tensor, classes: Tensor, normalize, device: torch.device
+):
+    """A ``loss_of(index, flip)`` for fine-tuning: effdet's focal + box loss on a batch, flips mirrored in the boxes."""
+    from effdet import DetBenchTrain
+
+    bench = DetBenchTrain(model).to(device).train()
+    width = images.pixels.shape[-1]
+
+    def loss_of(index: Tensor, flip: Tensor) -> Tensor:
+        pixels = images.pixels[index]
+        pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
+        batch_boxes = boxes[index].clone()
+        mirrored = batch_boxes[flip]
+        batch_boxes[flip] = torch.stack([mirrored[..., 0], width - mirrored[..., 3], mirrored[..., 2], width - mirrored[..., 1]], -1)
+        target = {"bbox": batch_boxes.to(device), "cls": classes[index].to(device)}
+        return bench(normalize(pixels.to(device)), target)["loss"]
+
+    return loss_of
 
 
 def coco_map(ground_truth, detections: dict[int, np.ndarray], image_ids: list[int]) -> tuple[float, float]:
@@ -192,10 +249,19 @@ class DetectionScorer:
         self.images, self.ground_truth, self.batch_size = images, ground_truth, batch_size
         self.mean = torch.tensor(mean, device=self.device)[:, None, None]
         self.std = torch.tensor(std, device=self.device)[:, None, None]
-        self.se_detections = self.detections(GAP)
         if categories is None:
             categories = sorted(ground_truth.cats) if ground_truth is not None else list(range(1, model.config.num_classes + 1))
-        self.pseudo = pseudo_ground_truth(self.se_detections, images, categories, pseudo_threshold)
+        self.categories, self.pseudo_threshold = categories, pseudo_threshold
+
+    @functools.cached_property
+    def se_detections(self) -> dict[int, np.ndarray]:
+        """The original SE model's detections (computed on first use)."""
+        return self.detections(GAP)
+
+    @functools.cached_property
+    def pseudo(self):
+        """Ground truth for pseudo-mAP: the SE model's confident detections."""
+        return pseudo_ground_truth(self.se_detections, self.images, self.categories, self.pseudo_threshold)
 
     @torch.inference_mode()
     def detections(self, tiles: TileChoice | TileConfig) -> dict[int, np.ndarray]:

@@ -92,9 +92,16 @@ def model_source(name: str) -> ModelSource:
 def create_model(name: str, num_classes: int | None = None, input_size: tuple[int, int] | None = None) -> nn.Module:
     """A randomly initialised model by name, in eval mode (weights are loaded separately).
 
-    ``input_size`` matters to EfficientDet only, whose BiFPN is built for one image size.
+    The initialisation is seeded, so a study on random weights (a smoke test, a benchmark) scores
+    the same model in every worker and after every resume. ``input_size`` matters to EfficientDet
+    only, whose BiFPN is built for one image size.
     """
-    source = model_source(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _create_model(model_source(name), num_classes, input_size)
+
+
+def _create_model(source, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if source.zoo == "timm":
         import timm

@@ -10,6 +10,8 @@ whose top-1 prediction agrees with SE's.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -93,8 +95,15 @@ class Scorer:
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.block_names = [name for name, _ in find_se_modules(model)]
-        self.se_logits = self.logits(GAP)
-        self.se_predictions = self.se_logits.argmax(dim=1)
+
+    @functools.cached_property
+    def se_logits(self) -> Tensor:
+        """The original SE model's logits, the reference of agreement and KL (computed on first use)."""
+        return self.logits(GAP)
+
+    @functools.cached_property
+    def se_predictions(self) -> Tensor:
+        return self.se_logits.argmax(dim=1)
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """(normalised inputs on the device, labels) per batch, from the cached uint8 images."""

@@ -155,10 +155,22 @@ class Search:
     budget: int | None
     preprocessing: Preprocessing
     scorer_factory: Callable[[], Scorer]
+    holdout_factory: Callable[[], Scorer | None]  # a scorer on images the search never sees, if any are left
     scorer: Scorer | None = None
     evaluated: dict = field(default_factory=dict)
     drops: dict[tuple[str, str], float] | None = None  # the surrogate's one-block drops, once measured
     se_score: float | None = None
+
+    @property
+    def detector(self) -> bool:
+        return self.settings.metric in DETECTION_METRICS
+
+    @property
+    def report_metric(self) -> str:
+        """The score quoted in held-out and fine-tuning reports: accuracy or mAP where labels exist."""
+        if self.detector:
+            return "map" if self.settings.annotations else "pseudo_map"
+        return "accuracy" if self.settings.metric == "accuracy" else "agreement"
 
     @property
     def strategy(self) -> str:
@@ -273,8 +285,8 @@ def prepare_search(
         parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
     name = study_name or default_study_name(settings)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
-    parts = _detector_parts(settings) if detector else _classifier_parts(settings, run_dir)
-    model, preprocessing, scorer_factory = parts
+    parts = (_detector_parts if detector else _classifier_parts)(settings, run_dir)
+    model, preprocessing, scorer_factory, holdout_factory = parts
     blocks = discover_se_blocks(model, preprocessing.input_size)
     se_total = sum(block.se_buffer for block in blocks)
     budget = parse_amount_budget(settings.budget, profile, se_total)
@@ -285,7 +297,8 @@ def prepare_search(
             f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
         )
     storage_url = storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
-    return Search(settings, run_dir, name, storage_url, blocks, space, profile, budget, preprocessing, scorer_factory)
+    return Search(settings, run_dir, name, storage_url, blocks, space, profile, budget, preprocessing, scorer_factory,
+                  holdout_factory)
 
 
 def _with_default_metric(settings: RunSettings, detector: bool) -> RunSettings:
@@ -331,23 +344,33 @@ def _classifier_parts(settings: RunSettings, run_dir: Path):
     preprocessing = resolve_preprocessing(
         model, settings.input_size, settings.crop_pct, settings.interpolation, settings.mean, settings.std
     )
-    search_indices, _ = stratified_split([label for _, label in dataset.samples], settings.val_subset, settings.seed)
+    search_indices, rest = stratified_split([label for _, label in dataset.samples], settings.val_subset, settings.seed)
 
-    def scorer_factory() -> Scorer:
-        images = decode_images(settings.data, preprocessing, search_indices, cache_dir=run_dir / "cache")
+    def scorer_on(root: str, indices: list[int] | None, description: str) -> Scorer:
+        images = decode_images(root, preprocessing, indices, cache_dir=run_dir / "cache", description=description)
         return Scorer(model, images, preprocessing, batch_size=settings.batch_size, device=settings.device)
 
-    return model, preprocessing, scorer_factory
+    def scorer_factory() -> Scorer:
+        return scorer_on(settings.data, search_indices, "decoding images")
+
+    def holdout_factory() -> Scorer | None:
+        if settings.holdout is not None:
+            return scorer_on(settings.holdout, None, "decoding held-out images")
+        return scorer_on(settings.data, rest, "decoding held-out images") if rest else None
+
+    return model, preprocessing, scorer_factory, holdout_factory
 
 
-def _detector_parts(settings: RunSettings):
-    """An effdet model at its input size, effdet's preprocessing and a DetectionScorer factory."""
+def _detector_parts(settings: RunSettings, run_dir: Path):
+    """An effdet model at its input size, effdet's preprocessing and DetectionScorer factories."""
     import numpy as np
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     from tilesearch.detection import DetectionScorer, decode_detection_images, image_listing, load_coco
     from tilesearch.models import default_input_size
 
+    if settings.holdout is not None:
+        raise TilesearchError("--holdout is for classifiers; a detector is reported on the --data images outside --val-subset")
     coco = load_coco(settings.data, settings.annotations) if settings.annotations else image_listing(settings.data)
     size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
     model = load_model(settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint,
@@ -357,13 +380,20 @@ def _detector_parts(settings: RunSettings):
     ids = sorted(coco.imgs)
     if settings.val_subset is not None and settings.val_subset < len(ids):
         ids = sorted(np.random.default_rng(settings.seed).choice(ids, settings.val_subset, replace=False).tolist())
+    rest = sorted(set(coco.imgs) - set(ids))
 
-    def scorer_factory() -> DetectionScorer:
-        images = decode_detection_images(settings.data, coco, ids, size, tuple(mean))
+    def scorer_on(image_ids: list[int], description: str) -> DetectionScorer:
+        images = decode_detection_images(settings.data, coco, image_ids, size, tuple(mean), run_dir / "cache", description)
         return DetectionScorer(model, images, tuple(mean), tuple(std), ground_truth=coco if settings.annotations else None,
                                batch_size=min(settings.batch_size, 8), device=settings.device)
 
-    return model, preprocessing, scorer_factory
+    def scorer_factory() -> DetectionScorer:
+        return scorer_on(ids, "decoding images")
+
+    def holdout_factory() -> DetectionScorer | None:
+        return scorer_on(rest, "decoding held-out images") if rest else None
+
+    return model, preprocessing, scorer_factory, holdout_factory
 
 
 def open_study(search: Search) -> optuna.Study:
@@ -518,37 +548,20 @@ def run_search(
     return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout)
 
 
-def holdout_images(search: Search):
-    """Images the search never scored: ``--holdout``, else the rest of ``--data`` (None if nothing is left)."""
-    settings = search.settings
-    if settings.holdout is not None:
-        root, indices = settings.holdout, None
-    else:
-        labels = [label for _, label in image_folder(settings.data).samples]
-        _, indices = stratified_split(labels, settings.val_subset, settings.seed)
-        root = settings.data
-        if not indices:
-            return None
-    return decode_images(root, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
-                         description="decoding held-out images")
-
-
 def holdout_report(search: Search, study: optuna.Study) -> dict | None:
     """SE and the best config on images the search never saw: the rest of --data, or --holdout."""
     from tilesearch.results import best_trial
 
     best = best_trial(study)
-    if best is None or search.settings.metric in DETECTION_METRICS:
-        return None  # detectors: the search's own images are the report (their held-out report is to come)
-    images = holdout_images(search)
-    if images is None:
+    if best is None:
         return None
-    if search.scorer is None:
-        search.scorer = search.scorer_factory()
-    scorer = Scorer(search.scorer.model, images, search.preprocessing, search.settings.batch_size, search.scorer.device)
+    scorer = search.holdout_factory()
+    if scorer is None:
+        return None
     report = {
-        "images": len(images),
+        "images": len(scorer.images),
         "source": str(search.settings.holdout or search.settings.data),
+        "metric": search.report_metric,
         "se": scorer.score(GAP).to_dict(),
         "best": {"trial": best.number, **scorer.score(best.user_attrs["tiles"]).to_dict()},
     }

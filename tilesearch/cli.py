@@ -142,6 +142,7 @@ MEAN = typer.Option(None, "--mean", help="Normalisation mean, three comma-separa
 STD = typer.Option(None, "--std", help="Normalisation std, three comma-separated numbers.")
 BATCH_SIZE = typer.Option(256, "--batch-size", help="Images per forward pass.")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+WORKERS = typer.Option(1, "--workers", help="Worker processes on this machine sharing the study (one per GPU when several are visible).")
 TRAIN_ANNOTATIONS = typer.Option(None, "--train-annotations", help="Detectors: COCO instances JSON of the --train-data images.")
 
 
@@ -196,12 +197,14 @@ def print_summary(result) -> None:
 
 
 def format_score(metric: str, value: float) -> str:
-    """Accuracy and agreement as percentages, mAP and KL as numbers."""
-    return f"{100 * value:.2f}%" if metric in ("accuracy", "agreement") else f"{value:.4f}"
+    """KL as a number, the other scores (accuracy, agreement, mAP) as percentages, as in the tables."""
+    return f"{value:.4f}" if metric == "kl" else f"{100 * value:.2f}%"
 
 
 def finish(result) -> None:
     print_summary(result)
+    for problem in result.problems:
+        typer.echo(f"warning: {problem}", err=True)
     if result.interrupted:
         typer.echo(f"interrupted: completed trials are saved; continue with `tilesearch resume {result.run_dir}`", err=True)
         raise typer.Exit(130)
@@ -233,7 +236,8 @@ def run(
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to add to the study in this run [default: 40; demo 30]."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
     study_name: Optional[str] = typer.Option(None, "--study-name", help="Study name [default: from model, space and budget]."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL [default: sqlite:///runs/STUDY/study.db]."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage: sqlite:///FILE, a journal FILE.log, or postgresql://USER:PASSWORD@HOST/DB [default: runs/STUDY/study.db, or study.log with --workers]."),
+    workers: int = WORKERS,
     out: str = typer.Option("runs", "--out", help="Folder that holds the run folders."),
     batch_size: int = BATCH_SIZE,
     device: Optional[str] = DEVICE,
@@ -269,13 +273,13 @@ def run(
             std=parse_triple(std, "std"), space=space, profile=profile, budget=buffer_budget, sampler=sampler,
             metric=metric, strategy=strategy, batch_size=batch_size, device=device,
         )
-    search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage)
+    search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1)
     if train_data is not None:
         from tilesearch.deploy import check_finetune_args, check_train_data
 
         check_train_data(search, train_data, train_annotations)  # fails before the search, not after it
         check_finetune_args(**finetune_args, batch_size=64)
-    result = run_search(search, n_trials=n_trials or 40, timeout=timeout)
+    result = run_search(search, n_trials=n_trials or 40, timeout=timeout, workers=workers)
     finish(result)
     if train_data is not None:
         from tilesearch.deploy import finetune
@@ -343,13 +347,80 @@ def resume(
     run_dir: str = typer.Argument(..., help="A run folder, e.g. runs/regnety_002-5M."),
     n_trials: int = typer.Option(40, "--n-trials", help="Trials to add."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
+    workers: int = WORKERS,
 ) -> None:
     """Continue the study of a run folder; completed trials are never evaluated again."""
     from tilesearch.search import prepare_resume, run_search
 
     if n_trials < 1:
         raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
-    finish(run_search(prepare_resume(run_dir), n_trials=n_trials, timeout=timeout))
+    finish(run_search(prepare_resume(run_dir), n_trials=n_trials, timeout=timeout, workers=workers))
+
+
+@app.command()
+@user_errors
+def worker(
+    run_dir: Optional[str] = typer.Argument(None, help="A run folder on this machine, e.g. runs/regnety_002-5M."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name, with --storage, when this machine has no run folder."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The study's storage URL, e.g. postgresql://USER:PASSWORD@HOST/DB."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="At most this many trials by this worker [default: until the study's target]."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
+    out: str = typer.Option("runs", "--out", help="Where this machine keeps the run folder (with --study)."),
+    device: Optional[str] = DEVICE,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass on this worker [default: the study's]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch [default: PyTorch's]."),
+    model: Optional[str] = typer.Option(None, "--model", help="Refuse to join unless the study is of this model."),
+    data: Optional[str] = typer.Option(None, "--data", help="Refuse to join unless the study scores these images."),
+    buffer_budget: Optional[str] = typer.Option(None, "--buffer-budget", help="Refuse to join unless the study has this budget."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Refuse to join unless the study has this metric."),
+    space: Optional[str] = typer.Option(None, "--space", help="Refuse to join unless the study has this search space."),
+    spawned: bool = typer.Option(False, "--spawned", hidden=True, help="Started by `run --workers`: no progress bar or outputs."),
+) -> None:
+    """Join an existing study and take trials until its target is met.
+
+    The study records its settings and target (set by `tilesearch run`), so nothing else is
+    repeated; settings given here are checked against the study's. Start as many workers as
+    there are GPUs or machines; a worker that dies has its trial failed and its config retried.
+    """
+    import optuna
+    from rich.progress import Progress
+
+    from tilesearch.worker import join_study, start_worker, study_target
+
+    if n_trials is not None and n_trials < 1:
+        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
+    if timeout is not None and timeout <= 0:
+        raise TilesearchError(f"invalid timeout {timeout}: expected a positive number of seconds")
+    if threads is not None:
+        if threads < 1:
+            raise TilesearchError(f"invalid number of threads {threads}: expected a positive integer")
+        import torch
+
+        torch.set_num_threads(threads)
+    expect = {"model": model, "data": data, "budget": buffer_budget, "space": space,
+              "metric": None if metric is None else metric.replace("-", "_")}
+    search = join_study(run_dir, study, storage, out, expect, device=device, batch_size=batch_size)
+    taken = []
+    with Progress(disable=spawned) as progress:
+        task = progress.add_task(f"worker on {search.study_name}", total=None)
+
+        def on_trial(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            taken.append(trial.number)
+            done = len(study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            progress.update(task, completed=done, total=study_target(study_))
+
+        study_, finished = start_worker(search, n_trials, timeout, on_trial=on_trial)
+    if not finished:
+        raise typer.Exit(130)
+    if spawned:
+        return
+    from tilesearch.results import write_outputs
+
+    write_outputs(study_, search.run_dir, search.settings.model, search.preprocessing.input_size, search.blocks,
+                  search.profile, search.budget)
+    done = sum(1 for t in study_.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
+    console.print(f"worker took {len(taken)} trials; study {search.study_name!r} has {done} of {study_target(study_)} "
+                  f"complete; outputs in {search.run_dir}/")
 
 
 @app.command()

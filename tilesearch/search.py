@@ -13,7 +13,6 @@ continues the study; a config already evaluated is never evaluated again.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,6 +28,7 @@ from tilesearch.errors import TilesearchError
 from tilesearch.models import load_model
 from tilesearch.score import Scorer
 from tilesearch.space import SearchSpace, load_space
+from tilesearch.storage import load_existing_study, make_storage
 from tilesearch.tiles import GAP, TileSpec, parse_tile
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -111,32 +111,6 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise TilesearchError(f"unknown sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage; RDB storages get heartbeats so a dead worker's trial is failed and retried."""
-    if url.startswith(("sqlite:", "postgresql", "mysql")):
-        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
-                    url,
-                    heartbeat_interval=30,
-                    grace_period=120,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-                )
-        except Exception as error:  # sqlalchemy raises many types for a bad URL or server
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise TilesearchError(f"cannot open storage {url!r}: {reason[:200]}") from None
-    if url.endswith((".log", ".jsonl")) or url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    raise TilesearchError(f"unknown storage {url!r}: expected sqlite:///FILE, postgresql://..., or a journal FILE.log")
-
-
 def config_key(tiles: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(tiles.items()))
 
@@ -206,7 +180,7 @@ class Search:
         tiles = self.tiles_for(params)
         report = buffer_report(self.blocks, tiles, self.profile)
         trial.set_constraint("buffer", 0.0 if self.budget is None else float(report.total - self.budget))
-        previous = self.evaluated.get(config_key(tiles))
+        previous = self.evaluated.get(config_key(tiles)) or self._measured_elsewhere(trial.study, tiles)
         if previous is not None:  # the sampler proposed a config already measured: reuse it
             attrs = {key: previous[key] for key in (*SCORE_KEYS, "trial") if key in previous}
             attrs["reused_from"] = previous["trial"]
@@ -229,6 +203,13 @@ class Search:
             trial.set_user_attr(key, value)
         self.evaluated.setdefault(config_key(tiles), attrs)
         return attrs[self.settings.metric], float(report.total)
+
+    def _measured_elsewhere(self, study: optuna.Study, tiles: dict[str, str]) -> dict | None:
+        """A score another worker has stored for ``tiles`` since this one opened the study."""
+        for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if "tiles" in other.user_attrs and "reused_from" not in other.user_attrs:
+                self.evaluated.setdefault(config_key(other.user_attrs["tiles"]), dict(other.user_attrs))
+        return self.evaluated.get(config_key(tiles))
 
     def seed_params(self) -> dict[str, dict[str, str]]:
         """Parameters of the SE baseline and the paper's uniform 7xW, where the space has them."""
@@ -271,8 +252,13 @@ def prepare_search(
     study_name: str | None = None,
     storage: str | None = None,
     run_dir: str | Path | None = None,
+    parallel: bool = False,
 ) -> Search:
-    """Check every setting and load the model and its blocks (images load lazily); write nothing."""
+    """Check every setting and load the model and its blocks (images load lazily); write nothing.
+
+    Storage: ``storage``, else the one the run folder already records, else a file in the run
+    folder: SQLite, or a journal file when ``parallel`` workers will share it.
+    """
     from tilesearch.models import model_source
 
     detector = model_source(settings.model).zoo == "effdet"
@@ -296,9 +282,15 @@ def prepare_search(
             f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
             f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
         )
-    storage_url = storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
+    storage_url = storage or _default_storage(run_dir, parallel)
     return Search(settings, run_dir, name, storage_url, blocks, space, profile, budget, preprocessing, scorer_factory,
                   holdout_factory)
+
+
+def _default_storage(run_dir: Path, parallel: bool) -> str:
+    if (run_dir / "run.yaml").is_file():
+        return read_run_file(run_dir)["storage"]
+    return str(run_dir.resolve() / "study.log") if parallel else f"sqlite:///{run_dir.resolve() / 'study.db'}"
 
 
 def _with_default_metric(settings: RunSettings, detector: bool) -> RunSettings:
@@ -464,28 +456,6 @@ def _check_budget_of_trials(n_trials: int | None, timeout: float | None) -> None
         raise TilesearchError(f"invalid timeout {timeout}: expected a positive number of seconds")
 
 
-def optimize(
-    search: Search,
-    study: optuna.Study,
-    n_trials: int | None,
-    timeout: float | None = None,
-    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-) -> bool:
-    """Run trials; returns False if interrupted by Ctrl-C (completed trials are already stored)."""
-    _check_budget_of_trials(n_trials, timeout)
-    try:
-        study.optimize(
-            search.objective,
-            n_trials=n_trials,
-            timeout=timeout,
-            callbacks=[on_trial] if on_trial else None,
-            gc_after_trial=False,
-        )
-    except KeyboardInterrupt:
-        return False
-    return True
-
-
 @dataclass
 class RunResult:
     """What a call of :func:`run_search` did."""
@@ -497,12 +467,13 @@ class RunResult:
     interrupted: bool
     written: dict[str, Path]
     holdout: dict | None
+    problems: list[str] = field(default_factory=list)  # workers that exited with an error
 
 
-def _progress_callback(progress, task) -> Callable:
-    from tilesearch.results import best_trial, study_metric
+def _progress_callback(progress, task, completed_before: int) -> Callable:
+    from tilesearch.results import best_trial, completed, study_metric
 
-    def update(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def update(study: optuna.Study, trial: optuna.trial.FrozenTrial | None = None) -> None:
         best, metric = best_trial(study), study_metric(study)
         if best is None:
             text = f"best feasible {metric}: -"
@@ -510,7 +481,7 @@ def _progress_callback(progress, task) -> Callable:
             text = f"best feasible kl: {best.values[0]:.4f}"
         else:
             text = f"best feasible {metric}: {100 * best.values[0]:.2f}%"
-        progress.update(task, advance=1, status=text)
+        progress.update(task, completed=len(completed(study)) - completed_before, status=text)
 
     return update
 
@@ -520,32 +491,46 @@ def run_search(
     n_trials: int | None = 40,
     timeout: float | None = None,
     show_progress: bool = True,
+    workers: int = 1,
 ) -> RunResult:
-    """Open (or continue) the study, run ``n_trials`` more trials, write the run folder's outputs."""
+    """Open (or continue) the study, run ``n_trials`` more trials, write the run folder's outputs.
+
+    The study's target becomes its completed trials plus ``n_trials``; ``workers`` > 1 starts that
+    many worker processes on it (see :mod:`tilesearch.worker`), and more may join from elsewhere.
+    """
+    from tilesearch.worker import run_workers, set_target, work
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tilesearch.results import completed, write_outputs
 
     _check_budget_of_trials(n_trials, timeout)  # before the study is created or touched
+    if workers < 1:
+        raise TilesearchError(f"invalid number of workers {workers}: expected a positive integer")
     if search.scorer is None:  # data and head checked before the study is created or touched
         search.scorer = search.scorer_factory()
     study = open_study(search)
     search.run_dir.mkdir(parents=True, exist_ok=True)
     save_run_file(search)
     before = len(completed(study))
+    set_target(study, before + n_trials)
     if search.strategy == "surrogate":
         seed_from_surrogate(search, study, n_trials, show_progress)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}")]
+    problems: list[str] = []
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
-        task = progress.add_task("trials", total=n_trials, status="")
-        finished = optimize(search, study, n_trials, timeout, _progress_callback(progress, task))
+        task = progress.add_task("trials" if workers == 1 else f"trials ({workers} workers)", total=n_trials, status="")
+        update = _progress_callback(progress, task, before)
+        if workers == 1:
+            finished = work(search, study, timeout=timeout, on_trial=update)
+        else:
+            finished, problems = run_workers(search, workers, timeout, lambda: update(study))
     written = write_outputs(
         study, search.run_dir, search.settings.model, search.preprocessing.input_size, search.blocks,
         search.profile, search.budget,
     )
     holdout = holdout_report(search, study) if finished else None
-    return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout)
+    return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout, problems)
 
 
 def holdout_report(search: Search, study: optuna.Study) -> dict | None:
@@ -578,12 +563,7 @@ def prepare_resume(run_dir: str | Path) -> Search:
 
 def load_study_of_run(document: dict) -> optuna.Study:
     """The study a run folder's ``run.yaml`` points to."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(document["storage"])
-    try:
-        return optuna.load_study(study_name=document["study_name"], storage=storage)
-    except KeyError:
-        raise TilesearchError(f"study {document['study_name']!r} is not in storage {document['storage']!r}") from None
+    return load_existing_study(document["storage"], document["study_name"])
 
 
 def seed_from_surrogate(search: Search, study: optuna.Study, n_trials: int | None, show_progress: bool = True) -> None:
@@ -592,12 +572,7 @@ def seed_from_surrogate(search: Search, study: optuna.Study, n_trials: int | Non
     from tilesearch.sensitivity import block_choices, sensitivity_for
     from tilesearch.surrogate import Option, front_configs, pareto_front
 
-    rows = sensitivity_for(search, show_progress=show_progress)
-    metric = search.settings.metric
-    sign = -1.0 if metric == "kl" else 1.0  # drops are "worse by", whatever the metric's direction
-    reference = {row.block: getattr(row, metric) for row in rows if row.tile == "GAP"}
-    search.se_score = next(iter(reference.values()))
-    search.drops = {(row.block, row.tile): sign * (reference[row.block] - getattr(row, metric)) for row in rows}
+    _set_drops(search, sensitivity_for(search, show_progress=show_progress))
     if study.user_attrs.get("surrogate_seeded"):
         return
     by_name = {block.name: block for block in search.blocks}
@@ -611,6 +586,24 @@ def seed_from_surrogate(search: Search, study: optuna.Study, n_trials: int | Non
     for config in front_configs(front, names, k=min(max((n_trials or 20) // 2, 1), 20)):
         study.enqueue_trial(config, user_attrs={"surrogate_seed": True}, skip_if_exists=True)
     study.set_user_attr("surrogate_seeded", True)
+
+
+def _set_drops(search: Search, rows) -> None:
+    """The surrogate's one-block drops ("worse by", whatever the metric's direction) from a sensitivity table."""
+    metric = search.settings.metric
+    sign = -1.0 if metric == "kl" else 1.0
+    reference = {row.block: getattr(row, metric) for row in rows if row.tile == "GAP"}
+    search.se_score = next(iter(reference.values()))
+    search.drops = {(row.block, row.tile): sign * (reference[row.block] - getattr(row, metric)) for row in rows}
+
+
+def load_saved_drops(search: Search) -> None:
+    """A worker's surrogate predictions, if its run folder holds the sensitivity table (never measured here)."""
+    from tilesearch.sensitivity import saved_sensitivity
+
+    rows = saved_sensitivity(search) if search.strategy == "surrogate" else None
+    if rows:
+        _set_drops(search, rows)
 
 
 def surrogate_error(study: optuna.Study) -> float | None:

@@ -244,6 +244,30 @@ def block_choices(search) -> dict[str, list[TileSpec]]:
     return {block.name: distinct_choices(search.space.choices_for(block.stage), block) for block in search.blocks}
 
 
+def _identity(search) -> str:
+    """The settings a sensitivity table depends on (not the budget or the metric)."""
+    import json
+
+    from tilesearch.search import IDENTITY
+
+    settings = search.settings.to_dict()
+    return json.dumps({key: settings[key] for key in IDENTITY if key not in ("budget", "metric")}, sort_keys=True)
+
+
+def saved_sensitivity(search) -> list[SensitivityRow] | None:
+    """The run folder's ``sensitivity.csv``, if it was measured with these settings and tile choices."""
+    import pandas as pd
+
+    path, measured_for = search.run_dir / "sensitivity.csv", search.run_dir / "sensitivity.json"
+    if not (path.is_file() and measured_for.is_file() and measured_for.read_text() == _identity(search)):
+        return None
+    frame = pd.read_csv(path)
+    wanted = {(block, str(tile)) for block, tiles in block_choices(search).items() for tile in tiles}
+    if set(zip(frame["block"], frame["tile"])) != wanted:
+        return None
+    return [SensitivityRow(**{k: row[k] for k in SensitivityRow.__dataclass_fields__}) for _, row in frame.iterrows()]
+
+
 def sensitivity_for(search, use_prefix_cache: bool = True, show_progress: bool = True) -> list[SensitivityRow]:
     """The search's sensitivity table, from ``sensitivity.csv`` in its run folder or measured (and saved)."""
     import pandas as pd
@@ -251,20 +275,10 @@ def sensitivity_for(search, use_prefix_cache: bool = True, show_progress: bool =
 
     from tilesearch.config import write_atomically
 
-    import json
-
-    from tilesearch.search import IDENTITY
-
+    saved = saved_sensitivity(search)
+    if saved is not None:
+        return saved
     choices = block_choices(search)
-    path = search.run_dir / "sensitivity.csv"
-    measured_for = search.run_dir / "sensitivity.json"  # the settings the table was measured with
-    identity = json.dumps({key: search.settings.to_dict()[key] for key in IDENTITY if key not in ("budget", "metric")},
-                          sort_keys=True)
-    wanted = {(block, str(tile)) for block, tiles in choices.items() for tile in tiles}
-    if path.is_file() and measured_for.is_file() and measured_for.read_text() == identity:
-        frame = pd.read_csv(path)
-        if set(zip(frame["block"], frame["tile"])) == wanted:
-            return [SensitivityRow(**{k: row[k] for k in SensitivityRow.__dataclass_fields__}) for _, row in frame.iterrows()]
     if search.scorer is None:
         search.scorer = search.scorer_factory()
     scorer = search.scorer
@@ -273,7 +287,7 @@ def sensitivity_for(search, use_prefix_cache: bool = True, show_progress: bool =
         task = progress.add_task("sensitivity scan", total=total)
         rows = scan(scorer.model, scorer.batches, choices, use_prefix_cache, lambda n: progress.advance(task, n))
     search.run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, pd.DataFrame([row.__dict__ for row in rows]).to_csv(index=False))
-    write_atomically(measured_for, identity)
+    write_atomically(search.run_dir / "sensitivity.csv", pd.DataFrame([row.__dict__ for row in rows]).to_csv(index=False))
+    write_atomically(search.run_dir / "sensitivity.json", _identity(search))
     save_heatmap(rows, search.run_dir / "sensitivity.png", title=f"{search.settings.model}: one-block accuracy drop")
     return rows

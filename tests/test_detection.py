@@ -133,6 +133,7 @@ def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "a" / "final" / "metrics.json").read_text())
     assert metrics["metric"] == "map" and metrics["train_images"] == 6 and metrics["held_out_images"] == 2
+    assert metrics["se_score"] == pytest.approx(holdout["se"]["map"])  # scored in eval mode, before any training
     assert metrics["losses"][-1] < metrics["losses"][0]  # effdet's loss falls on the drawn boxes
     model = create_model("efficientdet_d0", num_classes=2, input_size=(128, 128))
     before = model.state_dict()["class_net.predict.conv_pw.weight"].clone()
@@ -216,6 +217,8 @@ def test_training_targets_are_boxes_in_input_pixels_and_flips_mirror_them(tmp_pa
     x, y, w, h = first[0]["bbox"]
     assert boxes[0, 0].tolist() == [y, x, y + h, x + w] and classes[0, 0] == first[0]["category_id"]
     assert (classes[0, len(first):] == -1).all()
+    half = decode_detection_images(images_dir, coco, [1, 2], (64, 64), mean)  # resized to half: boxes halve too
+    assert half.scales.tolist() == [2.0, 2.0] and detection_targets(coco, half)[0][0, 0].tolist() == [y / 2, x / 2, (y + h) / 2, (x + w) / 2]
 
     flipped_images = decode_detection_images(mirrored_dir, mirrored, [1, 2], (128, 128), mean)
     assert torch.equal(flipped_images.pixels, images.pixels.flip(-1))

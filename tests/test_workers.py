@@ -35,6 +35,15 @@ def demo_val(tmp_path_factory) -> Path:
     return write_demo_dataset(tmp_path_factory.mktemp("demo"), "val", 20, seed=5)
 
 
+@pytest.fixture(autouse=True)
+def _postgres_password(monkeypatch):
+    """Run folders record the URL without its password; workers and tests read it from PGPASSWORD."""
+    if POSTGRES_URL:
+        from sqlalchemy.engine import make_url
+
+        monkeypatch.setenv("PGPASSWORD", make_url(POSTGRES_URL).password or "")
+
+
 @pytest.fixture
 def postgres_url() -> str:
     if POSTGRES_URL:
@@ -69,9 +78,14 @@ def pareto_points(trials) -> set[tuple[float, float]]:
 def test_two_workers_take_exactly_the_target_and_report_the_studys_front(demo_val, tmp_path, storage):
     name = unique_name("two")
     result = runner.invoke(app, run_args(demo_val, tmp_path, storage, name, "--n-trials", "16", "--workers", "2",
-                                         "--buffer-budget", "60%", "--batch-size", "16"))
+                                         "--buffer-budget", "60%", "--batch-size", "4"))
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / name
+    from sqlalchemy.engine import make_url
+
+    recorded = read_run_file(run_dir)["storage"]
+    if storage == POSTGRES_URL:  # no password on disk: workers read PGPASSWORD
+        assert make_url(recorded).password is None and f":{make_url(storage).password}@" not in (run_dir / "run.yaml").read_text()
     study = load_study_of_run(read_run_file(run_dir))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 16
@@ -143,6 +157,14 @@ def test_a_killed_workers_trial_fails_and_its_config_is_retried(demo_val, tmp_pa
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 8
 
 
+def test_storage_urls_lose_their_password_before_reaching_disk():
+    from tilesearch.storage import without_password
+
+    assert without_password("postgresql://ann:s3cret@db:5432/studies") == ("postgresql://ann@db:5432/studies", "s3cret")
+    assert without_password("postgresql://ann@db/studies") == ("postgresql://ann@db/studies", None)
+    assert without_password("sqlite:///runs/x/study.db") == ("sqlite:///runs/x/study.db", None)
+
+
 def test_storages_that_cannot_serve_a_worker_are_one_line_errors(tmp_path):
     unreachable = "postgresql://tilesearch:secret@127.0.0.1:1/tilesearch"
     result = runner.invoke(app, ["worker", "--study", "s", "--storage", unreachable])
@@ -174,3 +196,27 @@ def test_bad_worker_counts_are_refused_before_a_study_exists(demo_val, tmp_path)
     storage = str(tmp_path / "study.log")
     assert_user_error(runner.invoke(app, run_args(demo_val, tmp_path, storage, "w", "--workers", "0")), "workers 0")
     assert not Path(storage).exists()
+
+
+def test_an_unsigned_running_trial_is_failed_after_the_grace_period(demo_val, tmp_path, monkeypatch):
+    """A worker that died between taking a trial and signing it leaves an anonymous RUNNING trial."""
+    storage = str(tmp_path / "study.log")
+    assert runner.invoke(app, run_args(demo_val, tmp_path, storage, "o", "--n-trials", "3")).exit_code == 0
+    study = load_study_of_run(read_run_file(tmp_path / "o"))
+    orphan = study.ask().number  # RUNNING, no worker identity, never to finish
+    monkeypatch.setenv("TILESEARCH_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("TILESEARCH_HEARTBEAT_GRACE", "2")
+    result = runner.invoke(app, ["resume", str(tmp_path / "o"), "--n-trials", "2"])
+    assert result.exit_code == 0, result.output
+    trials = {t.number: t for t in load_study_of_run(read_run_file(tmp_path / "o")).get_trials()}
+    assert trials[orphan].state == TrialState.FAIL
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 5
+
+
+def test_workers_that_all_fail_make_the_run_fail(demo_val, tmp_path, monkeypatch):
+    monkeypatch.setenv("TILESEARCH_HEARTBEAT_INTERVAL", "soon")  # each worker stops on it with a one-line error
+    result = runner.invoke(app, run_args(demo_val, tmp_path, str(tmp_path / "study.log"), "f", "--n-trials", "4",
+                                         "--workers", "2"))
+    assert result.exit_code == 1
+    assert "worker 0 exited with status 2" in result.stderr and "stopped at 0 of 4 trials" in result.stderr
+    assert "TILESEARCH_HEARTBEAT_INTERVAL" in (tmp_path / "f" / "workers" / "worker-0.log").read_text()

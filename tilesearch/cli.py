@@ -205,6 +205,10 @@ def finish(result) -> None:
     print_summary(result)
     for problem in result.problems:
         typer.echo(f"warning: {problem}", err=True)
+    if result.problems and not result.interrupted and result.completed_after < result.target:
+        typer.echo(f"error: the workers stopped at {result.completed_after} of {result.target} trials; the study keeps "
+                   f"them: see the worker logs, then `tilesearch resume {result.run_dir}`", err=True)
+        raise typer.Exit(1)
     if result.interrupted:
         typer.echo(f"interrupted: completed trials are saved; continue with `tilesearch resume {result.run_dir}`", err=True)
         raise typer.Exit(130)

@@ -139,8 +139,8 @@ def detection_targets(coco, images: DetectionImages) -> tuple[Tensor, Tensor]:
     boxes = torch.zeros((len(images), most, 4))
     classes = torch.full((len(images), most), -1, dtype=torch.long)
     for i, (found, scale) in enumerate(zip(annotations, images.scales.tolist())):
-        for j, annotation in enumerate(found):
-            x, y, w, h = annotation["bbox"]
+        for j, annotation in enumerate(a for a in found if not a.get("iscrowd") and min(a["bbox"][2:]) >= 1):
+            x, y, w, h = annotation["bbox"]  # crowd and sub-pixel boxes are skipped, as effdet's CocoParser does
             boxes[i, j] = torch.tensor([y, x, y + h, x + w]) / scale
             classes[i, j] = annotation["category_id"]
     return boxes, classes
@@ -152,7 +152,7 @@ def detection_loss(
     """A ``loss_of(index, flip)`` for fine-tuning: effdet's focal + box loss on a batch, flips mirrored in the boxes."""
     from effdet import DetBenchTrain
 
-    bench = DetBenchTrain(model).to(device).train()
+    bench = DetBenchTrain(model).to(device)  # a new module is in training mode; the model keeps its own mode
     width = images.pixels.shape[-1]
 
     def loss_of(index: Tensor, flip: Tensor) -> Tensor:
@@ -267,6 +267,7 @@ class DetectionScorer:
     def detections(self, tiles: TileChoice | TileConfig) -> dict[int, np.ndarray]:
         """Detections per image id in original image coordinates under ``tiles``."""
         apply_tiles(self.model, tiles)
+        self.model.eval()
         found = {}
         for start in range(0, len(self.images), self.batch_size):
             stop = start + self.batch_size

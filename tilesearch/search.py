@@ -28,13 +28,14 @@ from tilesearch.errors import TilesearchError
 from tilesearch.models import load_model
 from tilesearch.score import Scorer
 from tilesearch.space import SearchSpace, load_space
-from tilesearch.storage import load_existing_study, make_storage
+from tilesearch.storage import load_existing_study, make_storage, without_password
 from tilesearch.tiles import GAP, TileSpec, parse_tile
 
 SAMPLERS = ("nsga2", "tpe", "random")
 STRATEGIES = ("surrogate", "sampler")
 SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl", "map", "map50", "pseudo_map")
 DETECTION_METRICS = ("map", "pseudo_map")
+DETECTION_HOLDOUT = 500  # held-out images of a detector's report, at most
 # Settings that define what a study measures: a later run on the same study must agree on them.
 IDENTITY = (
     "model", "checkpoint", "pretrained", "num_classes", "data", "annotations", "val_subset", "seed",
@@ -289,7 +290,13 @@ def prepare_search(
 
 def _default_storage(run_dir: Path, parallel: bool) -> str:
     if (run_dir / "run.yaml").is_file():
-        return read_run_file(run_dir)["storage"]
+        recorded = read_run_file(run_dir)["storage"]
+        file = recorded.removeprefix("sqlite:///").removeprefix("journal:")
+        if recorded.startswith(("sqlite:///", "journal:")) or file.endswith((".log", ".jsonl")):
+            if not Path(file).is_file():
+                raise TilesearchError(f"run folder {str(run_dir)!r} records storage {recorded!r}, which does not exist "
+                                      f"(was the folder moved?): pass --storage with its new place")
+        return recorded
     return str(run_dir.resolve() / "study.log") if parallel else f"sqlite:///{run_dir.resolve() / 'study.db'}"
 
 
@@ -373,6 +380,8 @@ def _detector_parts(settings: RunSettings, run_dir: Path):
     if settings.val_subset is not None and settings.val_subset < len(ids):
         ids = sorted(np.random.default_rng(settings.seed).choice(ids, settings.val_subset, replace=False).tolist())
     rest = sorted(set(coco.imgs) - set(ids))
+    if len(rest) > DETECTION_HOLDOUT:  # two passes at 768 px over all of COCO val would dwarf the search
+        rest = sorted(np.random.default_rng(settings.seed + 1).choice(rest, DETECTION_HOLDOUT, replace=False).tolist())
 
     def scorer_on(image_ids: list[int], description: str) -> DetectionScorer:
         images = decode_detection_images(settings.data, coco, image_ids, size, tuple(mean), run_dir / "cache", description)
@@ -426,7 +435,7 @@ def save_run_file(search: Search) -> Path:
     """``run.yaml``: settings, study location and the model's SE blocks, for resume and pareto."""
     document = {
         "study_name": search.study_name,
-        "storage": search.storage_url,
+        "storage": without_password(search.storage_url)[0],  # never a password on disk
         "settings": search.settings.to_dict(),
         "preprocessing": {**search.preprocessing.to_dict(), "input_size": list(search.preprocessing.input_size)},
         "budget_elements": search.budget,
@@ -468,6 +477,7 @@ class RunResult:
     written: dict[str, Path]
     holdout: dict | None
     problems: list[str] = field(default_factory=list)  # workers that exited with an error
+    target: int | None = None  # the study's target of complete trials
 
 
 def _progress_callback(progress, task, completed_before: int) -> Callable:
@@ -530,7 +540,8 @@ def run_search(
         search.profile, search.budget,
     )
     holdout = holdout_report(search, study) if finished else None
-    return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout, problems)
+    return RunResult(search.run_dir, study, before, len(completed(study)), not finished, written, holdout, problems,
+                     before + n_trials)
 
 
 def holdout_report(search: Search, study: optuna.Study) -> dict | None:

@@ -20,6 +20,7 @@ once the RUNNING trials of processes that no longer exist, with the same retry
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import socket
 import warnings
@@ -75,6 +76,18 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not an RDB URL after all
         return url
+
+
+def without_password(url: str) -> tuple[str, str | None]:
+    """(the URL without its password, the password): run folders record the first only, and
+    workers get the password as PGPASSWORD, which PostgreSQL's client library reads."""
+    if not url.startswith(("postgresql", "mysql")) or "@" not in url:
+        return url, None
+    from sqlalchemy.engine import URL, make_url
+
+    u = make_url(url)  # URL.set(password=None) would keep the password
+    bare = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    return bare.render_as_string(hide_password=False), u.password
 
 
 def is_journal(url: str) -> bool:
@@ -193,10 +206,14 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
     storage, host, failed = study._storage, worker_host(), []
-    retry = _retry()
+    retry, grace = _retry(), heartbeat_settings()[1]
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         identity = trial.user_attrs.get(WORKER_ATTR)
-        if not identity or identity.get("host") != host or _is_alive(identity):
+        if identity is None:  # died between taking the trial and signing it: only its age tells
+            started = trial.datetime_start
+            if started is None or (datetime.datetime.now() - started).total_seconds() < grace:
+                continue
+        elif identity.get("host") != host or _is_alive(identity):
             continue
         try:
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):

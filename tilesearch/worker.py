@@ -35,7 +35,7 @@ from tilesearch.search import (
     read_run_file,
     save_run_file,
 )
-from tilesearch.storage import WORKER_ATTR, fail_dead_workers_trials, load_existing_study, worker_identity
+from tilesearch.storage import WORKER_ATTR, fail_dead_workers_trials, load_existing_study, without_password, worker_identity
 
 TARGET_ATTR = "target_trials"
 POLL_SECONDS = 0.5
@@ -176,14 +176,16 @@ def run_workers(
     logs = search.run_dir / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // count)
+    password = without_password(search.storage_url)[1]  # run.yaml has none: PostgreSQL's client reads PGPASSWORD
+    env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
     processes = []
     for index, device in enumerate(local_devices(search.settings.device, count)):
         command = [sys.executable, "-m", "tilesearch", "worker", str(search.run_dir), "--spawned"]
         command += ["--device", device] if device else []
         command += ["--threads", str(threads)] if not (device or "").startswith("cuda") else []
         command += ["--timeout", str(timeout)] if timeout is not None else []
-        with open(logs / f"worker-{index}.log", "w") as log:
-            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        with open(logs / f"worker-{index}.log", "w") as log:  # own session: Ctrl-C reaches them once, from here
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
     interrupted = False
     try:
         while any(process.poll() is None for process in processes):

@@ -28,7 +28,7 @@ from tilesearch.errors import TilesearchError
 from tilesearch.models import load_model
 from tilesearch.score import Scorer
 from tilesearch.space import SearchSpace, load_space
-from tilesearch.storage import load_existing_study, make_storage, without_password
+from tilesearch.storage import is_journal, load_existing_study, make_storage, without_password
 from tilesearch.tiles import GAP, TileSpec, parse_tile
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -292,7 +292,7 @@ def _default_storage(run_dir: Path, parallel: bool) -> str:
     if (run_dir / "run.yaml").is_file():
         recorded = read_run_file(run_dir)["storage"]
         file = recorded.removeprefix("sqlite:///").removeprefix("journal:")
-        if recorded.startswith(("sqlite:///", "journal:")) or file.endswith((".log", ".jsonl")):
+        if recorded.startswith("sqlite:///") or is_journal(recorded):
             if not Path(file).is_file():
                 raise TilesearchError(f"run folder {str(run_dir)!r} records storage {recorded!r}, which does not exist "
                                       f"(was the folder moved?): pass --storage with its new place")

@@ -33,11 +33,10 @@ from pathlib import Path
 import torch
 
 import tilesearch
+from tilesearch.core import GAP, parse_tile, tile_config
 from tilesearch.data import decode_images, image_folder, resolve_preprocessing, stratified_split
-from tilesearch.models import load_model
-from tilesearch.score import Scorer, kl_divergence
-from tilesearch.sensitivity import scan
-from tilesearch.tiles import GAP, parse_tile, tile_config
+from tilesearch.scoring import Scorer, kl_divergence, scan
+from tilesearch.zoo import load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHECKPOINT = SHARED / "models" / "regnety_002_cifar10_128.safetensors"
@@ -67,7 +66,8 @@ def setup(args, workdir: Path):
         root = VAL
         label = f"regnety_002 ({CHECKPOINT.name}), {root}"
     else:
-        from tilesearch.demo import CLASSES, DEMO_MODEL_NAME, write_demo_dataset
+        from tilesearch.demo import CLASSES, write_demo_dataset
+        from tilesearch.zoo import DEMO_MODEL_NAME
 
         model = load_model(DEMO_MODEL_NAME, pretrained=True)
         preprocessing = resolve_preprocessing(model)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tilesearch import RunSettings, buffer_report, prepare_search, run_search
-from tilesearch.config import config_document, save_config
+from tilesearch.core import buffer_report, config_document, save_config
+from tilesearch.demo import demo_data
 from tilesearch.deploy import finetune
-from tilesearch.demo import DEMO_MODEL_NAME, demo_data
+from tilesearch.search import RunSettings, prepare_search, run_search
+from tilesearch.zoo import DEMO_MODEL_NAME
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

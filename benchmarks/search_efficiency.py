@@ -65,9 +65,7 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
 
 def run_one(args, label: str, seed: int) -> dict:
     """Run (or, with --reuse, load) one study; return its trials and timings."""
-    from tilesearch.results import completed
-    from tilesearch.search import RunSettings, prepare_search, run_search
-    from tilesearch.sensitivity import sensitivity_for
+    from tilesearch.search import RunSettings, completed_trials, prepare_search, run_search, sensitivity_for
 
     sampler, strategy = STRATEGIES[label]
     settings = RunSettings(
@@ -84,13 +82,13 @@ def run_one(args, label: str, seed: int) -> dict:
 
         study = load_study_of_run(read_run_file(run_dir))
         timing = json.loads(timing_file.read_text())
-        if len(completed(study)) >= args.evals:
+        if len(completed_trials(study)) >= args.evals:
             return {"study": study, **timing, "reused_run": True}
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh study: run_search would otherwise add trials to the old one
     search = prepare_search(settings, out_dir=args.out, study_name=name)
     start = time.perf_counter()
-    search.scorer = search.scorer_factory()  # decode the subset, SE logits: the same for every strategy
+    search.load_data()  # decode the subset: the same for every strategy
     setup_s = time.perf_counter() - start
     scan_s = 0.0
     if strategy == "surrogate":
@@ -98,7 +96,8 @@ def run_one(args, label: str, seed: int) -> dict:
         sensitivity_for(search, use_prefix_cache=True, show_progress=False)  # run_search reuses sensitivity.csv
         scan_s = time.perf_counter() - start
     start = time.perf_counter()
-    result = run_search(search, n_trials=args.evals, show_progress=False)
+    # The held-out report is not search cost and would take longer than the search itself here.
+    result = run_search(search, n_trials=args.evals, show_progress=False, report_holdout=False)
     search_s = time.perf_counter() - start
     timing = {"setup_s": setup_s, "scan_s": scan_s, "search_s": search_s, "se_buffer": search.se_total,
               "budget": search.budget, "images": len(search.scorer.images)}
@@ -107,10 +106,10 @@ def run_one(args, label: str, seed: int) -> dict:
 
 
 def trial_frame(run: dict) -> pd.DataFrame:
-    from tilesearch.results import completed
+    from tilesearch.search import completed_trials
 
     rows = []
-    for t in sorted(completed(run["study"]), key=lambda t: t.number):
+    for t in sorted(completed_trials(run["study"]), key=lambda t: t.number):
         a = t.user_attrs
         rows.append({
             "number": t.number, "accuracy": a["accuracy"], "agreement": a.get("agreement"), "kl": a.get("kl"),
@@ -169,11 +168,6 @@ def main() -> None:
         return
 
     import torch
-
-    import tilesearch.search
-
-    # The held-out report is not search cost and would take longer than the search itself here.
-    tilesearch.search.holdout_report = lambda search, study: None
 
     labels = [s.strip() for s in args.strategies.split(",") if s.strip()]
     seeds = list(range(args.seeds))

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tilesearch.demo import DEMO_MODEL_NAME, demo_data
+from tilesearch.demo import demo_data
 from tilesearch.search import load_study_of_run, read_run_file
+from tilesearch.zoo import DEMO_MODEL_NAME
 
 
 def measure(workers: int, trials: int, data: Path, out: Path) -> dict:

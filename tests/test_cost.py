@@ -3,8 +3,7 @@ import math
 import pytest
 
 from tilesearch import TilesearchError, buffer_report, discover_model, load_profile
-from tilesearch.cost import available_profiles, format_count
-from tilesearch.discover import SEBlock
+from tilesearch.core import SEBlock, available_profiles, format_count
 
 # Table 1 of the paper: RegNetY-800MF at 224x224, network buffer in millions of
 # elements. The paper truncates to two decimals (1.0788M is printed 1.07M).

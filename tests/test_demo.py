@@ -1,8 +1,7 @@
-"""The offline demo: synthetic dataset, registered timm model and committed checkpoint."""
+"""The offline demo: synthetic dataset, the demo network in the zoo and its committed checkpoint."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from torchvision.datasets import ImageFolder
 
 import tilesearch
 from tilesearch import demo
+from tilesearch.zoo import DEMO_MODEL_NAME, create_model, load_model
+from tilesearch.zoo._demo import CHECKPOINT, DEMO_INPUT_SIZE, IMAGE_SIZE, MEAN, STD
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -51,19 +52,19 @@ def test_dataset_is_an_image_folder_of_the_rendered_images(tmp_path):
     assert [label for _, label in dataset.samples] == labels.tolist()
     for (path, _), image in zip(dataset.samples, images):
         with Image.open(path) as png:
-            assert png.mode == "RGB" and png.size == (demo.IMAGE_SIZE, demo.IMAGE_SIZE)
+            assert png.mode == "RGB" and png.size == (IMAGE_SIZE, IMAGE_SIZE)
             assert np.array_equal(np.asarray(png), image)  # PNG is lossless
 
 
 def test_normalisation_matches_the_rendered_images():
     mean, std = demo.dataset_stats(demo.render_split("train", 100, seed=0)[0])
-    np.testing.assert_allclose(mean, demo.MEAN, atol=0.02)
-    np.testing.assert_allclose(std, demo.STD, atol=0.02)
+    np.testing.assert_allclose(mean, MEAN, atol=0.02)
+    np.testing.assert_allclose(std, STD, atol=0.02)
 
 
 def test_timm_eval_transform_matches_to_tensor(tmp_path):
     folder = demo.write_demo_dataset(tmp_path, "val", n_per_class=1, seed=0)
-    model = timm.create_model(demo.DEMO_MODEL_NAME)
+    model = create_model(DEMO_MODEL_NAME)
     transform = create_transform(**resolve_data_config(model=model))
     dataset = ImageFolder(str(folder), transform=transform)
     images, _ = demo.render_split("val", 1, seed=0)
@@ -71,32 +72,33 @@ def test_timm_eval_transform_matches_to_tensor(tmp_path):
     torch.testing.assert_close(loaded, demo.to_tensor(images))
 
 
-def test_registered_model_builds_with_its_se_blocks():
-    model = timm.create_model(demo.DEMO_MODEL_NAME, num_classes=3)
+def test_demo_network_builds_with_its_se_blocks_and_data_config():
+    model = create_model(DEMO_MODEL_NAME, num_classes=3)
     blocks = tilesearch.find_se_modules(model)
     assert len(blocks) == 7 and all(isinstance(module, SEModule) for _, module in blocks)
-    assert model(torch.zeros(2, *demo.DEMO_INPUT_SIZE)).shape == (2, 3)
-    assert timm.get_pretrained_cfg(demo.DEMO_MODEL_NAME).input_size == demo.DEMO_INPUT_SIZE
-    assert tilesearch.default_input_size(demo.DEMO_MODEL_NAME) == (demo.IMAGE_SIZE, demo.IMAGE_SIZE)
+    assert model(torch.zeros(2, *DEMO_INPUT_SIZE)).shape == (2, 3)
+    assert resolve_data_config(model=model)["input_size"] == DEMO_INPUT_SIZE
+    assert tilesearch.default_input_size(DEMO_MODEL_NAME) == (IMAGE_SIZE, IMAGE_SIZE)
+    assert create_model(DEMO_MODEL_NAME).num_classes == len(demo.CLASSES)
 
 
-def test_reimport_keeps_the_registration():
-    importlib.reload(demo)
-    assert demo.DEMO_MODEL_NAME in timm.list_models()
-    assert timm.create_model(demo.DEMO_MODEL_NAME).num_classes == len(demo.CLASSES)
+def test_importing_tilesearch_leaves_timm_s_registry_alone():
+    import tilesearch.cli  # noqa: F401  (everything, the demo included)
+
+    assert not timm.is_model(DEMO_MODEL_NAME)
 
 
 def test_checkpoint_loads_strict_with_timm_keys():
-    state = load_file(demo.CHECKPOINT)
-    model = timm.create_model(demo.DEMO_MODEL_NAME)
+    state = load_file(CHECKPOINT)
+    model = create_model(DEMO_MODEL_NAME)
     assert set(state) == set(model.state_dict())
     model.load_state_dict(state, strict=True)
-    pretrained = timm.create_model(demo.DEMO_MODEL_NAME, pretrained=True)
+    pretrained = load_model(DEMO_MODEL_NAME, pretrained=True)
     torch.testing.assert_close(pretrained.state_dict(), model.state_dict())
 
 
 def test_gap_beats_chance_and_tiny_tiles():
-    model = demo.load_demo_model()
+    model = load_model(DEMO_MODEL_NAME, pretrained=True)
     images, labels = demo.render_split("val", n_per_class=25, seed=1)
     accuracy = demo.tile_accuracies(model, images, labels, tiles=("GAP", "7xW", "1x1"))
     chance = 1 / len(demo.CLASSES)

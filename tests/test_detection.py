@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from coco_fixture import write_coco_fixture
 from conftest import randomize_
 
 from tilesearch import TilesearchError, create_model
-from tilesearch.models import load_checkpoint
-from tilesearch.detection import (
-    DetectionScorer,
-    coco_map,
-    decode_detection_images,
-    load_coco,
-    write_coco_fixture,
-)
+from tilesearch.data import decode_detection_images, detection_targets, load_coco
+from tilesearch.scoring import DetectionScorer, coco_map
+from tilesearch.zoo import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +181,7 @@ def test_flagship_efficientdet_d2_at_768_runs_end_to_end(tmp_path):
     document = read_run_file(run_dir)
     assert document["preprocessing"]["input_size"] == [768, 768]
     assert document["se_buffer"] == 43_600_896 and document["budget_elements"] == 5_000_000  # paper: 50.8M SE
-    from tilesearch.config import load_config
+    from tilesearch.core import load_config
 
     assert load_config(run_dir / "best.yaml").totals["buffer"] <= 5_000_000
 
@@ -195,7 +191,7 @@ def test_training_targets_are_boxes_in_input_pixels_and_flips_mirror_them(tmp_pa
     from PIL import Image
 
     from tilesearch.data import Preprocessing
-    from tilesearch.detection import detection_loss, detection_targets
+    from tilesearch.deploy import detection_loss
 
     images_dir, annotations = write_coco_fixture(tmp_path / "a", n_images=2, seed=5, size=(128, 96))
     coco = load_coco(images_dir, annotations)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from tilesearch import TilesearchError, create_model, default_input_size, discover_model, discover_se_blocks
-from tilesearch.discover import excite_macs, stage_of
-from tilesearch.models import matching_names, model_source
+from tilesearch.nn import excite_macs, stage_of
+from tilesearch.zoo import matching_names, model_source
 
 
 def test_regnety_008_blocks_shapes_and_stages():

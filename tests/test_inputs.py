@@ -8,13 +8,20 @@ import torch
 import yaml
 
 from tilesearch import TilesearchError, load_profile
-from tilesearch.config import SCHEMA, config_document, load_config, save_config
-from tilesearch.cost import HardwareProfile, buffer_report, parse_budget
+from tilesearch.core import (
+    SCHEMA,
+    HardwareProfile,
+    SEBlock,
+    available_spaces,
+    buffer_report,
+    config_document,
+    load_config,
+    load_space,
+    parse_budget,
+    save_config,
+)
 from tilesearch.data import stratified_split
-from tilesearch.discover import SEBlock
-from tilesearch.models import load_checkpoint, load_model
-from tilesearch.search import parse_amount_budget
-from tilesearch.space import available_spaces, load_space
+from tilesearch.zoo import load_checkpoint, load_model
 
 IDEAL = load_profile("ideal")
 FP16 = HardwareProfile("fp16", bytes_per_element=2)
@@ -37,9 +44,9 @@ def test_bad_budgets_name_value_and_forms(text):
 
 
 def test_percentage_budget_is_a_share_of_se():
-    assert parse_amount_budget("40%", IDEAL, se_total=1000) == 400
+    assert parse_budget("40%", IDEAL, se_total=1000) == 400
     with pytest.raises(TilesearchError, match="150%"):
-        parse_amount_budget("150%", IDEAL, se_total=1000)
+        parse_budget("150%", IDEAL, se_total=1000)
 
 
 def blocks():

@@ -13,10 +13,11 @@ from conftest import assert_user_error
 from typer.testing import CliRunner
 
 from tilesearch.cli import app
-from tilesearch.config import load_config
-from tilesearch.demo import DEMO_MODEL_NAME, write_demo_dataset
-from tilesearch.score import Scorer
+from tilesearch.core import load_config
+from tilesearch.demo import write_demo_dataset
+from tilesearch.scoring import Scorer
 from tilesearch.search import RunSettings, load_study_of_run, prepare_search, read_run_file, run_search
+from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
 
@@ -209,7 +210,7 @@ def test_all_gap_equals_the_unmodified_timm_model_image_for_image(shared_dir):
     from torchvision.datasets import ImageFolder
 
     from tilesearch.data import decode_images, resolve_preprocessing, stratified_split
-    from tilesearch.models import load_model
+    from tilesearch.zoo import load_model
 
     data = shared_dir / "cifar10" / "val"
     checkpoint = shared_dir / "models" / "regnety_002_cifar10_128.safetensors"

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from tilesearch import create_model, find_se_modules, parse_tile
 from tilesearch.cli import app
-from tilesearch.demo import DEMO_MODEL_NAME, write_demo_dataset
-from tilesearch.score import kl_divergence
+from tilesearch.demo import write_demo_dataset
+from tilesearch.scoring import PrefixCache, kl_divergence, scan
 from tilesearch.search import load_study_of_run, read_run_file
-from tilesearch.sensitivity import PrefixCache, scan
+from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
 
@@ -137,12 +137,16 @@ def test_bad_metric_and_strategy(demo_val, tmp_path):
     assert_user_error(runner.invoke(app, base + ["--strategy", "surrogate", "--space", "uniform"]), "per_block")
 
 
-def test_surrogate_prediction_follows_the_metric_direction(tmp_path):
-    from tilesearch.search import RunSettings, Search
+def test_surrogate_prediction_follows_the_metric_direction():
+    from tilesearch.core import get_metric
+    from tilesearch.scoring import SensitivityRow
+    from tilesearch.search import AdditiveSurrogate
 
-    search = Search(RunSettings(model="m", data="d", metric="kl"), tmp_path, "s", "sqlite://", [], None, None, None,
-                    None, lambda: None, lambda: None)
-    search.se_score, search.drops = 0.0, {("a", "1x1"): 0.2, ("b", "7xW"): 0.05}
-    assert search.predicted({"a": "1x1", "b": "7xW"}) == pytest.approx(0.25)  # KL grows with the drops
-    search.settings.metric, search.se_score = "accuracy", 0.9
-    assert search.predicted({"a": "1x1", "b": "GAP"}) == pytest.approx(0.7)  # accuracy falls
+    drops = {("a", "1x1"): 0.2, ("b", "7xW"): 0.05}
+    kl = AdditiveSurrogate(get_metric("kl"), 0.0, drops)
+    assert kl.predict({"a": "1x1", "b": "7xW"}) == pytest.approx(0.25)  # KL grows with the drops
+    accuracy = AdditiveSurrogate(get_metric("accuracy"), 0.9, drops)
+    assert accuracy.predict({"a": "1x1", "b": "GAP"}) == pytest.approx(0.7)  # accuracy falls
+    rows = [SensitivityRow("a", "GAP", 0.9, 1.0, 0.0, 0.0), SensitivityRow("a", "1x1", 0.7, 0.8, 0.3, 0.2)]
+    assert AdditiveSurrogate.from_rows(rows, get_metric("kl")).drops[("a", "1x1")] == pytest.approx(0.3)
+    assert AdditiveSurrogate.from_rows(rows, get_metric("agreement")).drops[("a", "1x1")] == pytest.approx(0.2)

@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from tilesearch.errors import TilesearchError
-from tilesearch.surrogate import FrontPoint, Option, best_within, front_configs, pareto_front, predict
+from tilesearch.core import TilesearchError
+from tilesearch.search import FrontPoint, Option, best_within, front_configs, pareto_front, predict
 
 
 def random_blocks(seed: int, n_blocks: int, n_choices: int, max_buffer: int = 100, integer_drops: bool = False):

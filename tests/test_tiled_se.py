@@ -2,13 +2,12 @@ import pytest
 import timm
 import torch
 import torchvision
+from conftest import randomize_
 from timm.layers import SEModule
 from torch import nn
 
 from tilesearch import TilesearchError, apply_tiles, create_model, current_tiles, find_se_modules, parse_tile
-from tilesearch.tiled_se import scale_by_tile, tiled_pool
-
-from conftest import randomize_
+from tilesearch.nn import scale_by_tile, tiled_pool
 
 
 def reference_tiled_se(x, excite, tile_h, tile_w):
@@ -125,9 +124,9 @@ def test_retiling_reuses_the_same_model_and_weights():
     original = model(x)
     params_before = {name: p.data_ptr() for name, p in model.named_parameters()}
     keys_before = list(model.state_dict())
-    se_before = [id(module) for _, module in find_se_modules(model)]
 
     first = apply_tiles(model, "7xW")(x)
+    se_before = [id(module) for _, module in find_se_modules(model)]  # the tiled blocks, swapped in once
     apply_tiles(model, "1x1")
     apply_tiles(model, "7xW")
     torch.testing.assert_close(model(x), first, rtol=0, atol=0)

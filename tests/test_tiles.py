@@ -1,6 +1,6 @@
 import pytest
 
-from tilesearch import GAP, TileSpec, TilesearchError, parse_tile, tile_config
+from tilesearch import GAP, TilesearchError, TileSpec, parse_tile, tile_config
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tilesearch.cli import app
-from tilesearch.demo import DEMO_MODEL_NAME, write_demo_dataset
-from tilesearch.search import load_study_of_run, read_run_file
-from tilesearch.storage import make_storage
+from tilesearch.demo import write_demo_dataset
+from tilesearch.search import load_study_of_run, make_storage, read_run_file
+from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
 POSTGRES_URL = os.environ.get("TILESEARCH_TEST_POSTGRES_URL")
@@ -158,7 +158,7 @@ def test_a_killed_workers_trial_fails_and_its_config_is_retried(demo_val, tmp_pa
 
 
 def test_storage_urls_lose_their_password_before_reaching_disk():
-    from tilesearch.storage import without_password
+    from tilesearch.search import without_password
 
     assert without_password("postgresql://ann:s3cret@db:5432/studies") == ("postgresql://ann@db:5432/studies", "s3cret")
     assert without_password("postgresql://ann@db/studies") == ("postgresql://ann@db/studies", None)

@@ -1,55 +1,52 @@
 """tilesearch: per-block tiled squeeze-and-excite search for small activation buffers.
 
-Pipeline stages, one module each:
+The pipeline, one subpackage per stage, each importing only the ones above it in this list:
 
-* :mod:`tilesearch.tiles`     -- parse a tile choice (``GAP``, ``7xW``, ``Hx7``, ``7x7``)
-* :mod:`tilesearch.tiled_se`  -- the tiled SE forward, applied to a model in place
-* :mod:`tilesearch.discover`  -- find SE blocks and the tensor each sees
-* :mod:`tilesearch.cost`      -- buffer and extra compute of a tile config
-* :mod:`tilesearch.score`     -- zero-shot accuracy of a config on decoded images
-* :mod:`tilesearch.search`    -- the Optuna study (with :mod:`~tilesearch.space`, :mod:`~tilesearch.results`)
-* :mod:`tilesearch.models`, :mod:`tilesearch.data` -- model zoos and weights, images and preprocessing
+* :mod:`tilesearch.core`    -- tiles, tile-config files, cost model and budgets, spaces, profiles, metrics (no torch)
+* :mod:`tilesearch.nn`      -- the tiled SE module, the SE-flavour registry, discovery of SE blocks
+* :mod:`tilesearch.zoo`     -- models by name (timm, torchvision, effdet, the demo network), checkpoints
+* :mod:`tilesearch.data`    -- image folders, COCO, preprocessing, the decoded-image cache
+* :mod:`tilesearch.scoring` -- zero-shot scores of a config, the one-block sensitivity scan
+* :mod:`tilesearch.search`  -- the Optuna study, workers, run folders, the additive surrogate
+* :mod:`tilesearch.deploy`  -- fine-tuning and export
+* :mod:`tilesearch.demo`    -- the offline demo
+* :mod:`tilesearch.cli`     -- the ``tilesearch`` command
+
+The names below are re-exported here and imported on first use, so ``import
+tilesearch.core`` stays free of torch.
 """
 
-from tilesearch.config import load_config, save_config
-from tilesearch.cost import BufferReport, HardwareProfile, buffer_report, load_profile, parse_budget
-from tilesearch.discover import SEBlock, discover_model, discover_se_blocks
-from tilesearch.errors import TilesearchError
-from tilesearch.models import create_model, default_input_size, load_model
-from tilesearch.score import Score, Scorer, evaluate_config
-from tilesearch.search import RunSettings, prepare_resume, prepare_search, run_search
-from tilesearch.tiled_se import apply_tiles, current_tiles, find_se_modules
-from tilesearch.tiles import GAP, TileSpec, parse_tile, tile_config
+from __future__ import annotations
 
-__all__ = [
-    "GAP",
-    "BufferReport",
-    "HardwareProfile",
-    "RunSettings",
-    "SEBlock",
-    "Score",
-    "Scorer",
-    "TileSpec",
-    "TilesearchError",
-    "apply_tiles",
-    "buffer_report",
-    "create_model",
-    "current_tiles",
-    "default_input_size",
-    "discover_model",
-    "discover_se_blocks",
-    "evaluate_config",
-    "find_se_modules",
-    "load_config",
-    "load_model",
-    "load_profile",
-    "parse_budget",
-    "parse_tile",
-    "prepare_resume",
-    "prepare_search",
-    "run_search",
-    "save_config",
-    "tile_config",
-]
+import importlib
 
-import tilesearch.demo  # noqa: E402,F401  (registers the demo network, tilesearch_demo_net, with timm)
+_PUBLIC = {
+    "tilesearch.core": (
+        "GAP", "BufferReport", "DataError", "HardwareProfile", "Metric", "SEBlock", "StudyError", "TileConfigFile",
+        "TileSpec", "TilesearchError", "UnknownNameError", "buffer_report", "get_metric", "load_config", "load_profile",
+        "load_space", "parse_budget", "parse_tile", "save_config", "tile_config",
+    ),
+    "tilesearch.nn": (
+        "SEFlavour", "TiledSqueezeExcite", "apply_tiles", "current_tiles", "discover_se_blocks", "find_se_modules",
+        "register_flavour",
+    ),
+    "tilesearch.zoo": ("create_model", "default_input_size", "discover_model", "load_checkpoint", "load_model"),
+    "tilesearch.scoring": ("Score", "Scorer", "evaluate_config", "evaluate_detection"),
+    "tilesearch.search": ("RunSettings", "prepare_resume", "prepare_search", "run_search"),
+    "tilesearch.deploy": ("export", "finetune"),
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'tilesearch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,127 @@
+"""Every command-line option, declared once; groups of them shared by several commands.
+
+A command takes an option by annotating a parameter with its alias here
+(``model: Model = None``), or a whole group with :func:`with_options`, which adds
+the group's parameters to the command's signature and hands them to the command
+as keyword arguments.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Optional
+
+import typer
+
+from tilesearch.core import ACCEPTED_FORMS, BUDGET_FORMS, METRICS, available_profiles, available_spaces
+from tilesearch.search import SAMPLERS, STRATEGIES
+
+RunDir = Annotated[str, typer.Argument(help="A run folder, e.g. runs/regnety_002-5M.")]
+Model = Annotated[Optional[str], typer.Option(
+    "--model", help="Model name: timm (regnety_002), effdet (efficientdet_d2), torchvision/NAME, or tilesearch_demo_net.")]
+Data = Annotated[Optional[str], typer.Option(
+    "--data", help="Images: ImageFolder layout (DIR/CLASS/IMAGE), a flat folder of unlabeled images, "
+                   "or a detector's COCO images folder.")]
+Annotations = Annotated[Optional[str], typer.Option(
+    "--annotations", help="Detectors: COCO instances JSON for --data IMAGES_DIR (score: mAP); without it, "
+                          "pseudo-mAP against the SE model's detections.")]
+Tile = Annotated[Optional[str], typer.Option("--tile", help=f"One tile for every SE block: {ACCEPTED_FORMS}.")]
+Config = Annotated[Optional[str], typer.Option(
+    "--config", help="A tile-config YAML, e.g. runs/STUDY/best.yaml [default: the run's best within budget].")]
+Trial = Annotated[Optional[int], typer.Option("--trial", help="This trial's config instead of the run's best.")]
+Profile = Annotated[str, typer.Option(
+    "--profile", help=f"Hardware profile: {', '.join(available_profiles())} or a profile .yaml file.")]
+Space = Annotated[str, typer.Option(
+    "--space", help=f"Search space: {', '.join(available_spaces())} or a space .yaml file.")]
+Budget = Annotated[Optional[str], typer.Option("--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS}.")]
+Metric = Annotated[Optional[str], typer.Option(
+    "--metric", help=f"Score to optimise: {', '.join(name.replace('_', '-') for name in METRICS)}. agreement "
+                     f"(top-1 agreement with SE), kl (mean KL from SE, minimised) and pseudo-map need no labels "
+                     f"[default: accuracy; detectors map, or pseudo-map without --annotations].")]
+Sampler = Annotated[str, typer.Option("--sampler", help=f"Optuna sampler: {', '.join(SAMPLERS)}.")]
+Strategy = Annotated[Optional[str], typer.Option(
+    "--strategy", help=f"{' or '.join(STRATEGIES)}: surrogate scans one block at a time (prefix-cached) and enqueues "
+                       "the additive surrogate's exact front first [default: surrogate for per-block spaces].")]
+ValSubset = Annotated[int, typer.Option(
+    "--val-subset", help="Images the search scores on: a stratified, seeded subset of --data; the rest are held out.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the sampler, the image subsets, the order and the flips.")]
+NTrials = Annotated[Optional[int], typer.Option("--n-trials", help="Trials to add to the study [default: 40].")]
+Timeout = Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after this many seconds.")]
+StudyName = Annotated[Optional[str], typer.Option(
+    "--study-name", help="Study and run folder name [default: from model, space, metric and budget].")]
+Storage = Annotated[Optional[str], typer.Option(
+    "--storage", help="Optuna storage: sqlite:///FILE, a journal FILE.log, or postgresql://USER:PASSWORD@HOST/DB "
+                      "[default: runs/STUDY/study.db, or study.log with --workers].")]
+Workers = Annotated[int, typer.Option(
+    "--workers", help="Worker processes on this machine sharing the study (one per GPU when several are visible).")]
+Out = Annotated[str, typer.Option("--out", help="Folder that holds the run folders.")]
+TrainData = Annotated[Optional[str], typer.Option(
+    "--train-data", help="Training images (ImageFolder with the classes of --data, or a detector's COCO images "
+                         "folder): fine-tune the chosen config.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for PyTorch [default: PyTorch's].")]
+
+
+def _option(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+WEIGHTS = [
+    _option("pretrained", Annotated[bool, typer.Option(
+        "--pretrained", help="Load the zoo's pretrained weights (timm: the local Hugging Face cache when offline; "
+                             "effdet: torch.hub's cache).")], False),
+    _option("checkpoint", Annotated[Optional[str], typer.Option(
+        "--checkpoint", help="Weights file: .safetensors, or .pth/.pth.tar holding a state dict.")], None),
+    _option("num_classes", Annotated[Optional[int], typer.Option(
+        "--num-classes", help="Classes of the model's head [default: the model's own].")], None),
+]
+"""How the model gets its weights."""
+
+PREPROCESSING = [
+    _option("input_size", Annotated[Optional[str], typer.Option(
+        "--input-size", help="Square input side in pixels [default: the model's own data config].")], None),
+    _option("crop_pct", Annotated[Optional[float], typer.Option(
+        "--crop-pct", help="Center-crop fraction, e.g. 0.875; 1.0 resizes without cropping.")], None),
+    _option("interpolation", Annotated[Optional[str], typer.Option(
+        "--interpolation", help="Resize interpolation: bilinear, bicubic, ...")], None),
+    _option("mean", Annotated[Optional[str], typer.Option(
+        "--mean", help="Normalisation mean, three comma-separated numbers.")], None),
+    _option("std", Annotated[Optional[str], typer.Option(
+        "--std", help="Normalisation std, three comma-separated numbers.")], None),
+]
+"""How an image becomes a model input (timm's data config, overridden)."""
+
+COMPUTE = [
+    _option("batch_size", Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")], 256),
+    _option("device", Annotated[Optional[str], typer.Option(
+        "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available].")], None),
+]
+"""Where and in what batches the network runs."""
+
+FINETUNING = [
+    _option("train_annotations", Annotated[Optional[str], typer.Option(
+        "--train-annotations", help="Detectors: COCO instances JSON of the --train-data images.")], None),
+    _option("epochs", Annotated[int, typer.Option("--epochs", help="Fine-tuning epochs over the training subset.")], 5),
+    _option("train_subset", Annotated[float, typer.Option(
+        "--train-subset", help="Fraction (or number) of training images to fine-tune on; the paper uses 10%.")], 0.1),
+    _option("lr", Annotated[float, typer.Option(
+        "--lr", help="Base learning rate (SGD, momentum 0.9, cosine schedule, weight decay 5e-5).")], 0.01),
+]
+"""The paper's short fine-tune of a chosen config."""
+
+
+def with_options(*groups: list[inspect.Parameter]) -> Callable:
+    """Add the options of ``groups`` to a command whose ``**options`` receives them."""
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            return command(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *(p for group in groups for p in group)])
+        return wrapper
+
+    return decorate

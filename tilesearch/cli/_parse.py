@@ -1,0 +1,45 @@
+"""Values typed on the command line, turned into what the Python API takes (or a one-line error)."""
+
+from __future__ import annotations
+
+from tilesearch.core import TilesearchError
+
+
+def parse_input_size(text: str | None) -> int | None:
+    """``"224"`` -> 224; anything but a positive integer is a user error."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise TilesearchError(f"invalid input size {text!r}: expected a positive integer such as 224")
+    return value
+
+
+def parse_triple(text: str | None, label: str) -> tuple[float, float, float] | None:
+    """``"0.485,0.456,0.406"`` (or space-separated) -> three floats."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise TilesearchError(f"invalid {label} {text!r}: expected three comma-separated numbers such as 0.485,0.456,0.406")
+    return values
+
+
+def model_options(options: dict) -> dict:
+    """The WEIGHTS and PREPROCESSING options of a command as :class:`~tilesearch.search.RunSettings` fields."""
+    parsed = {key: options[key] for key in ("pretrained", "checkpoint", "num_classes", "crop_pct", "interpolation")}
+    parsed["input_size"] = parse_input_size(options["input_size"])
+    parsed["mean"], parsed["std"] = parse_triple(options["mean"], "mean"), parse_triple(options["std"], "std")
+    return parsed
+
+
+def check_positive(value: float | None, what: str, unit: str = "a positive integer") -> None:
+    """A count or duration that must be positive when given."""
+    if value is not None and value <= 0:
+        raise TilesearchError(f"invalid {what} {value}: expected {unit}")

@@ -1,0 +1,114 @@
+"""Terminal rendering: the tables and summary lines the commands print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, format_count, get_metric
+from tilesearch.scoring import SensitivityRow
+from tilesearch.search import pareto_frame, study_metric, surrogate_error
+
+console = Console()
+
+
+def _table(title: str, columns: list[str], left: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
+def print_buffer(model: str, input_size: tuple[int, int], tile: TileSpec, profile: HardwareProfile,
+                 report: BufferReport) -> None:
+    """Per-block buffers under one tile, and the network totals beside SE's."""
+    table = _table(f"{model} at {input_size[0]}x{input_size[1]}, tile {tile}, profile {profile.name}",
+                   ["block", "stage", "C x H x W", "tile", "tiles", "SE buffer", "buffer"], left=("block", "C x H x W"))
+    for row in report.blocks:
+        table.add_row(row.name, "-" if row.stage is None else str(row.stage), f"{row.channels} x {row.height} x {row.width}",
+                      f"{row.tile_h}x{row.tile_w}", str(row.tiles), format_count(row.se_buffer), format_count(row.buffer))
+    console.print(table)
+    bpe = profile.bytes_per_element
+    console.print(f"SE (all GAP): {format_count(report.se_total)} elements ({format_count(report.se_total_bytes)}B at {bpe} B/element)")
+    console.print(
+        f"tile {tile}: {format_count(report.total)} elements ({format_count(report.total_bytes)}B), "
+        f"{report.total / report.se_total:.1%} of SE, +{format_count(report.extra_macs)} MACs"
+    )
+
+
+def print_models(rows: list[tuple[str, str, int, tuple[int, int]]]) -> None:
+    """(name, zoo, SE blocks, input size) per model."""
+    table = _table("models with squeeze-and-excite blocks", ["model", "zoo", "SE blocks", "input size"], left=("model", "zoo"))
+    for name, zoo, count, (height, width) in rows:
+        table.add_row(name, zoo, str(count), f"{height}x{width}")
+    console.print(table)
+
+
+def print_summary(result, document: dict) -> None:
+    """The front of a run, its budget, the surrogate's error and the held-out report."""
+    study, run_dir, metric = result.study, result.run_dir, study_metric(result.study)
+    frame = pareto_frame(study, document["se_buffer"])
+    table = _table(f"Pareto front of {study.study_name} ({result.completed_after} trials, "
+                   f"{result.completed_after - result.completed_before} new)",
+                   ["trial", metric.name, "drop vs SE", "buffer", "vs SE", "extra MACs"])
+    for row in frame.itertuples(index=False):
+        drop = "-" if row.drop is None or row.drop != row.drop else metric.format_drop(row.drop)
+        table.add_row(str(row.trial), metric.format(row.score), drop, format_count(row.buffer), f"{row.buffer_ratio:.1%}",
+                      format_count(row.extra_macs))
+    console.print(table)
+    budget = document.get("budget_elements")
+    if budget is not None:
+        console.print(f"budget: {format_count(budget)} elements ({budget / document['se_buffer']:.1%} of SE)")
+    if "best.yaml" in result.written:
+        console.print(f"best config within budget: {result.written['best.yaml']}")
+    error = surrogate_error(study)
+    if error is not None:
+        console.print(f"surrogate error (mean |predicted - measured| {metric.name}): {metric.format_drop(error)}")
+    if result.holdout:
+        se, best, shown = result.holdout["se"], result.holdout["best"], get_metric(result.holdout["metric"])
+        console.print(
+            f"held-out ({result.holdout['images']} images): {shown.name} SE {shown.format(se[shown.name])}, "
+            f"best (trial {best['trial']}) {shown.format(best[shown.name])}"
+        )
+    console.print(f"outputs in {run_dir}/: " + ", ".join(sorted(result.written)))
+
+
+def print_finetune(metrics: dict, run_dir: Path) -> None:
+    metric = get_metric(metrics["metric"])
+    console.print(
+        f"fine-tuned {metrics['config']} for {metrics['epochs']} epochs on {metrics['train_images']} images "
+        f"({metrics['seconds']:.0f} s): held-out {metric.name} {metric.format(metrics['score_before'])} -> "
+        f"{metric.format(metrics['score_after'])} (SE {metric.format(metrics['se_score'])}), "
+        f"buffer {format_count(metrics['buffer'])} of {format_count(metrics['se_buffer'])}; written to {Path(run_dir) / 'final'}/"
+    )
+
+
+def print_sensitivity(model: str, rows: list[SensitivityRow], metric: Metric) -> None:
+    """Blocks x tiles: how much worse than SE the metric gets when only that block takes that tile."""
+    tiles = list(dict.fromkeys(row.tile for row in rows))
+    table = _table(f"{model}: {metric.name} drop when only one block is tiled "
+                   f"({'points' if metric.unit == '%' else metric.unit})", ["block", *tiles], left=("block",))
+    cells = {(row.block, row.tile): row for row in rows}
+    reference = {row.block: getattr(row, metric.name) for row in rows if row.tile == "GAP"}
+    for block in dict.fromkeys(row.block for row in rows):
+        table.add_row(block, *[
+            "" if (block, tile) not in cells
+            else f"{metric.scale * metric.worse_by(reference[block], getattr(cells[(block, tile)], metric.name)):.2f}"
+            for tile in tiles
+        ])
+    console.print(table)
+
+
+def print_eval(model: str, result: dict) -> None:
+    if "se_map" in result:
+        console.print(f"{model}: mAP {result['map']:.4f} (SE {result['se_map']:.4f}), pseudo-mAP vs SE "
+                      f"{result['pseudo_map']:.4f} on {result['total']} images, buffer {format_count(result['buffer'])} "
+                      f"of {format_count(result['se_buffer'])} elements")
+        return
+    console.print(
+        f"{model}: accuracy {100 * result['accuracy']:.2f}% ({result['correct']}/{result['total']}), "
+        f"agreement with SE {100 * result['agreement']:.2f}%, SE accuracy {100 * result['se_accuracy']:.2f}%, "
+        f"buffer {format_count(result['buffer'])} of {format_count(result['se_buffer'])} elements"
+    )

@@ -1,0 +1,45 @@
+"""``tilesearch eval``: score one tile config zero-shot."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from tilesearch.cli._options import COMPUTE, PREPROCESSING, WEIGHTS, Annotations, AsJson, Config, Profile, Tile, with_options
+from tilesearch.cli._parse import model_options
+from tilesearch.cli._render import print_eval
+from tilesearch.core import DETECTOR, TilesearchError, load_config
+from tilesearch.scoring import evaluate_config, evaluate_detection
+from tilesearch.zoo import model_source
+
+
+@with_options(WEIGHTS, PREPROCESSING, COMPUTE)
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="Model name, as for `tilesearch run`.")],
+    data: Annotated[str, typer.Option("--data", help="Images in ImageFolder layout (DIR/CLASS/IMAGE), or a detector's COCO images folder.")],
+    tile: Tile = None,
+    config: Config = None,
+    profile: Profile = "ideal",
+    annotations: Annotations = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Score a stratified subset of this many images.")] = None,
+    as_json: AsJson = False,
+    **options,
+) -> None:
+    """Score one tile config zero-shot: accuracy and agreement with SE (detectors: mAP), and its buffer."""
+    if (tile is None) == (config is None):
+        raise TilesearchError("give exactly one of --tile SPEC or --config FILE")
+    tiles = tile if tile is not None else load_config(config).tiles
+    model_args = model_options(options)
+    if annotations is not None or model_source(model).task == DETECTOR:
+        result = evaluate_detection(
+            model, data, tiles, annotations, pretrained=model_args["pretrained"], checkpoint=model_args["checkpoint"],
+            num_classes=model_args["num_classes"], input_size=model_args["input_size"], limit=limit, profile=profile,
+            batch_size=min(options["batch_size"], 8), device=options["device"],
+        )
+    else:
+        result = evaluate_config(model, data, tiles, profile=profile, limit=limit, batch_size=options["batch_size"],
+                                 device=options["device"], **model_args)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_eval(model, result)

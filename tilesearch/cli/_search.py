@@ -1,0 +1,235 @@
+"""``tilesearch run``, ``resume``, ``worker``, ``pareto`` and ``sensitivity``: the search and its studies."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tilesearch.cli._options import (
+    COMPUTE,
+    FINETUNING,
+    PREPROCESSING,
+    WEIGHTS,
+    Annotations,
+    Budget,
+    Data,
+    Metric,
+    Model,
+    NTrials,
+    Out,
+    Profile,
+    RunDir,
+    Sampler,
+    Seed,
+    Space,
+    Storage,
+    Strategy,
+    StudyName,
+    Threads,
+    Timeout,
+    TrainData,
+    ValSubset,
+    Workers,
+    with_options,
+)
+from tilesearch.cli._parse import check_positive, model_options
+from tilesearch.cli._render import console, print_finetune, print_sensitivity, print_summary
+from tilesearch.core import CLASSIFIER, TilesearchError, get_metric, load_profile
+from tilesearch.data import image_folder
+from tilesearch.demo import DEMO_FINETUNE, DEMO_TRIALS, demo_data, demo_settings
+from tilesearch.deploy import check_finetune_args, check_train_data, finetune
+from tilesearch.search import (
+    RunResult,
+    RunSettings,
+    blocks_from_run,
+    check_trial_budget,
+    completed_trials,
+    join_study,
+    load_study_of_run,
+    prepare_resume,
+    prepare_search,
+    read_run_file,
+    run_search,
+    sensitivity_for,
+    start_worker,
+    study_target,
+    task_of,
+    write_outputs,
+    write_search_outputs,
+)
+
+DEFAULT_TRIALS = 40
+
+
+def finish(result: RunResult) -> None:
+    """Print a run's summary; exit non-zero when it was interrupted or its workers stopped short."""
+    print_summary(result, read_run_file(result.run_dir))
+    for problem in result.problems:
+        typer.echo(f"warning: {problem}", err=True)
+    if result.problems and not result.interrupted and result.completed_after < result.target:
+        typer.echo(f"error: the workers stopped at {result.completed_after} of {result.target} trials; the study keeps "
+                   f"them: see the worker logs, then `tilesearch resume {result.run_dir}`", err=True)
+        raise typer.Exit(1)
+    if result.interrupted:
+        typer.echo(f"interrupted: completed trials are saved; continue with `tilesearch resume {result.run_dir}`", err=True)
+        raise typer.Exit(130)
+
+
+@with_options(WEIGHTS, PREPROCESSING, COMPUTE, FINETUNING)
+def run(
+    model: Model = None,
+    data: Data = None,
+    holdout: Annotated[Optional[str], typer.Option(
+        "--holdout", help="Images for the final report [default: the images --val-subset leaves out].")] = None,
+    annotations: Annotations = None,
+    val_subset: ValSubset = 1000,
+    space: Space = "default",
+    profile: Profile = "ideal",
+    buffer_budget: Budget = None,
+    sampler: Sampler = "nsga2",
+    metric: Metric = "accuracy",
+    strategy: Strategy = None,
+    seed: Seed = 0,
+    n_trials: NTrials = None,
+    timeout: Timeout = None,
+    study_name: StudyName = None,
+    storage: Storage = None,
+    workers: Workers = 1,
+    out: Out = "runs",
+    train_data: TrainData = None,
+    **options,
+) -> None:
+    """Search per-block tiles: the score up, the buffer down, within a budget.
+
+    With no --model and --data it runs the offline demo: a synthetic data set and a
+    small SE network that ship with tilesearch, searched and then fine-tuned.
+    """
+    if (model is None) != (data is None):
+        raise TilesearchError("give both --model and --data, or neither for the offline demo")
+    check_trial_budget(n_trials, timeout)
+    finetune_args = {key: options[key] for key in ("epochs", "train_subset", "lr")}
+    if model is None:
+        settings = demo_settings(Path(out))
+        train_data, finetune_args = str(demo_data(Path(out), "train")), DEMO_FINETUNE
+    else:
+        settings = RunSettings(
+            model=model, data=data, holdout=holdout, annotations=annotations, val_subset=val_subset, seed=seed,
+            space=space, profile=profile, budget=buffer_budget, sampler=sampler, metric=metric, strategy=strategy,
+            batch_size=options["batch_size"], device=options["device"], **model_options(options),
+        )
+    search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1)
+    if train_data is not None:  # fails before the search, not after it
+        check_train_data(search, train_data, options["train_annotations"])
+        check_finetune_args(**finetune_args, batch_size=64)
+    result = run_search(search, n_trials=n_trials or (DEFAULT_TRIALS if model else DEMO_TRIALS), timeout=timeout,
+                        workers=workers)
+    finish(result)
+    if train_data is not None:
+        metrics = finetune(result.run_dir, train_data, train_annotations=options["train_annotations"], **finetune_args)
+        print_finetune(metrics, result.run_dir)
+
+
+def resume(
+    run_dir: RunDir,
+    n_trials: NTrials = DEFAULT_TRIALS,
+    timeout: Timeout = None,
+    workers: Workers = 1,
+) -> None:
+    """Continue the study of a run folder; completed trials are never evaluated again."""
+    check_trial_budget(n_trials, timeout)
+    finish(run_search(prepare_resume(run_dir), n_trials=n_trials, timeout=timeout, workers=workers))
+
+
+def worker(
+    run_dir: Annotated[Optional[str], typer.Argument(help="A run folder on this machine, e.g. runs/regnety_002-5M.")] = None,
+    study: Annotated[Optional[str], typer.Option(
+        "--study", help="Study name, with --storage, when this machine has no run folder.")] = None,
+    storage: Storage = None,
+    n_trials: Annotated[Optional[int], typer.Option(
+        "--n-trials", help="At most this many trials by this worker [default: until the study's target].")] = None,
+    timeout: Timeout = None,
+    out: Out = "runs",
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... [default: the study's].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Images per forward pass on this worker [default: the study's].")] = None,
+    threads: Threads = None,
+    model: Model = None,
+    data: Data = None,
+    buffer_budget: Budget = None,
+    metric: Metric = None,
+    space: Annotated[Optional[str], typer.Option("--space", help="Refuse to join unless the study has this search space.")] = None,
+    spawned: Annotated[bool, typer.Option(
+        "--spawned", hidden=True, help="Started by `run --workers`: no progress bar or outputs.")] = False,
+) -> None:
+    """Join an existing study and take trials until its target is met.
+
+    The study records its settings and target (set by `tilesearch run`), so nothing else is
+    repeated; --model, --data, --buffer-budget, --metric and --space given here are checked
+    against the study's. Start as many workers as there are GPUs or machines; a worker that dies
+    has its trial failed and its config retried.
+    """
+    import optuna
+    from rich.progress import Progress
+
+    check_trial_budget(n_trials, timeout)
+    check_positive(threads, "number of threads")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    expect = {"model": model, "data": data, "budget": buffer_budget, "space": space,
+              "metric": None if metric is None else metric.replace("-", "_")}
+    search = join_study(run_dir, study, storage, out, expect, device=device, batch_size=batch_size)
+    taken = []
+    with Progress(disable=spawned) as progress:
+        task = progress.add_task(f"worker on {search.study_name}", total=None)
+
+        def on_trial(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            taken.append(trial.number)
+            progress.update(task, completed=len(completed_trials(study_)), total=study_target(study_))
+
+        joined, finished = start_worker(search, n_trials, timeout, on_trial=on_trial)
+    if not finished:
+        raise typer.Exit(130)
+    if spawned:
+        return
+    write_search_outputs(search, joined)
+    console.print(f"worker took {len(taken)} trials; study {search.study_name!r} has {len(completed_trials(joined))} of "
+                  f"{study_target(joined)} complete; outputs in {search.run_dir}/")
+
+
+def pareto(run_dir: RunDir) -> None:
+    """Print the feasible Pareto front from the study's storage and refresh the run folder's files."""
+    document = read_run_file(run_dir)
+    study = load_study_of_run(document)
+    written = write_outputs(
+        study, Path(run_dir), document["settings"]["model"], tuple(document["preprocessing"]["input_size"]),
+        blocks_from_run(document), load_profile(document["settings"]["profile"]), document.get("budget_elements"),
+    )
+    done = len(completed_trials(study))
+    print_summary(RunResult(Path(run_dir), study, done, done, False, written, None), document)
+
+
+@with_options(WEIGHTS, PREPROCESSING, COMPUTE)
+def sensitivity(
+    model: Annotated[str, typer.Option("--model", help="Model name, as for `tilesearch run`.")],
+    data: Annotated[str, typer.Option("--data", help="Images: ImageFolder layout, or a flat folder of unlabeled images.")],
+    val_subset: ValSubset = 1000,
+    seed: Seed = 0,
+    space: Space = "default",
+    profile: Profile = "ideal",
+    out: Out = "runs",
+    study_name: StudyName = None,
+    **options,
+) -> None:
+    """One-block-at-a-time drops of every tile choice (prefix-cached); writes sensitivity.csv and .png."""
+    if task_of(model).name != CLASSIFIER:
+        raise TilesearchError(f"the sensitivity scan is for classifiers for now, not the detector {model!r}")
+    metric = "accuracy" if image_folder(data).classes else "agreement"
+    settings = RunSettings(
+        model=model, data=data, val_subset=val_subset, seed=seed, space=space, profile=profile, metric=metric,
+        batch_size=options["batch_size"], device=options["device"], **model_options(options),
+    )
+    search = prepare_search(settings, out_dir=out, study_name=study_name)
+    print_sensitivity(model, sensitivity_for(search), get_metric(metric))
+    console.print(f"written: {search.run_dir / 'sensitivity.csv'}, {search.run_dir / 'sensitivity.png'}")

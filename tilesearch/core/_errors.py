@@ -1,0 +1,24 @@
+"""The exception types of user mistakes.
+
+Raised with a single-line message that names the bad value and what would be
+accepted; the CLI prints it as ``error: ...`` and exits non-zero, never with a
+traceback. :class:`TilesearchError` is a :class:`ValueError`, so library
+callers can catch it as one; the subclasses tell apart the mistakes a caller
+may want to handle differently.
+"""
+
+
+class TilesearchError(ValueError):
+    """A user-facing error: bad input, unknown name, missing file."""
+
+
+class UnknownNameError(TilesearchError):
+    """A model, search space, profile, metric or other name that tilesearch does not know."""
+
+
+class DataError(TilesearchError):
+    """Images, annotations or a checkpoint that are missing, unreadable or do not fit the model."""
+
+
+class StudyError(TilesearchError):
+    """A run folder or Optuna study that cannot be opened, or was made with other settings."""

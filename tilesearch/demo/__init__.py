@@ -1,0 +1,31 @@
+"""The offline demo: a synthetic colour-constancy data set and the small SE network trained on it.
+
+``tilesearch run`` with no model and no data searches this pair, so the whole
+pipeline runs without a download. The network itself is in the zoo
+(:data:`tilesearch.zoo.DEMO_MODEL_NAME`); ``python -m tilesearch.demo --rebuild``
+retrains its committed checkpoint.
+"""
+
+from tilesearch.demo._dataset import CLASSES, SPLITS, dataset_stats, render_image, render_split, to_tensor, write_demo_dataset
+from tilesearch.demo._run import DEMO_BUDGET, DEMO_FINETUNE, DEMO_TRIALS, DEMO_VAL_SUBSET, demo_data, demo_settings
+from tilesearch.demo._train import EVAL_TILES, accuracy, tile_accuracies, train_demo_model
+
+__all__ = [
+    "CLASSES",
+    "DEMO_BUDGET",
+    "DEMO_FINETUNE",
+    "DEMO_TRIALS",
+    "DEMO_VAL_SUBSET",
+    "EVAL_TILES",
+    "SPLITS",
+    "accuracy",
+    "dataset_stats",
+    "demo_data",
+    "demo_settings",
+    "render_image",
+    "render_split",
+    "tile_accuracies",
+    "to_tensor",
+    "train_demo_model",
+    "write_demo_dataset",
+]

@@ -1,0 +1,3 @@
+from tilesearch.demo._train import main
+
+main()

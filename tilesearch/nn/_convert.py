@@ -1,0 +1,80 @@
+"""Turn a model's SE blocks into tiled ones, and re-tile them.
+
+:func:`apply_tiles` swaps every SE block of a model for a
+:class:`~tilesearch.nn.TiledSqueezeExcite` the first time and afterwards only
+sets each block's tile, so re-tiling for the next config needs no rebuild and
+no weight reload. The state dict is untouched, so checkpoints load either way.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from tilesearch.core import GAP, TileChoice, TileConfig, TileConfigFile, TilesearchError, TileSpec, load_config, tile_config
+from tilesearch.nn._flavours import SEFlavour, flavour_for_type
+from tilesearch.nn._tiled import TiledSqueezeExcite
+
+
+def flavour_of(module: nn.Module) -> SEFlavour | None:
+    """The :class:`SEFlavour` of ``module`` (tiled or not), or ``None`` if it is no known SE block."""
+    if isinstance(module, TiledSqueezeExcite):
+        return module.flavour
+    return flavour_for_type(type(module))
+
+
+def block_type(module: nn.Module) -> type[nn.Module]:
+    """The SE block's own class, also once it is tiled."""
+    return type(module.block) if isinstance(module, TiledSqueezeExcite) else type(module)
+
+
+def find_se_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every tileable channel-attention block in ``model``, by module path, in registration order."""
+    return [(name, module) for name, module in model.named_modules() if flavour_of(module) is not None]
+
+
+def apply_tiles(model: nn.Module, tiles: TileChoice | TileConfig | TileConfigFile | os.PathLike) -> nn.Module:
+    """Tile every SE block of ``model`` in place and return the model.
+
+    ``tiles`` is one tile for every block (``"7xW"`` or a :class:`TileSpec`), a
+    mapping from block name (module path) to tile (blocks not named stay GAP),
+    or a saved tile config (a :class:`~tilesearch.core.TileConfigFile` or the
+    path of its YAML), whose block names must match the model's exactly.
+    Calling it again re-tiles the same model without rebuilding it. When
+    ``model`` is itself an SE block, the tiled block that replaces it is returned.
+    """
+    blocks = find_se_modules(model)
+    if not blocks:
+        raise TilesearchError(f"{type(model).__name__} has no squeeze-and-excite block to tile")
+    names = [name for name, _ in blocks]
+    if isinstance(tiles, (str, os.PathLike)) and str(tiles).endswith((".yaml", ".yml")):
+        tiles = load_config(tiles)
+    if isinstance(tiles, TileConfigFile):
+        tiles = tiles.tiles_for(names)
+    config = tile_config(names, tiles)
+    for name, module in blocks:
+        if not isinstance(module, TiledSqueezeExcite):
+            module = _tiled(name, module)
+            if name:
+                model.set_submodule(name, module)
+            else:
+                model = module
+        module.tile = config[name]
+    return model
+
+
+def _tiled(name: str, block: nn.Module) -> TiledSqueezeExcite:
+    if "forward" in vars(block):
+        raise TilesearchError(
+            f"SE block {name or type(block).__name__!r} has its forward replaced on the instance, so what it computes "
+            f"is unknown to tilesearch; register a forward hook instead, or apply tiles before patching it"
+        )
+    return TiledSqueezeExcite(block, flavour_of(block))
+
+
+def current_tiles(model: nn.Module) -> dict[str, TileSpec]:
+    """The tile each SE block of ``model`` uses now (GAP for blocks never tiled)."""
+    return {
+        name: module.tile if isinstance(module, TiledSqueezeExcite) else GAP for name, module in find_se_modules(model)
+    }

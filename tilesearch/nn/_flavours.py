@@ -1,0 +1,148 @@
+"""SE flavours: how each squeeze-and-excite implementation squeezes and excites.
+
+Vosco et al. (section 3.1) keep an SE block's excite unchanged and only change
+what it is fed: one descriptor per tile instead of one per tensor. A flavour
+tells :class:`~tilesearch.nn.TiledSqueezeExcite` how to run one implementation's
+own layers on a (B, C, nh, nw) grid of tile descriptors. Flavours live in a
+registry keyed by module class; :func:`register_flavour` adds a user's own SE
+class without editing tilesearch. A subclass of a registered class takes its
+parent's flavour unless it is registered itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Excite = Callable[[nn.Module, Tensor], Tensor]
+"""``excite(block, pooled)``: pooled descriptors (B, C, nh, nw) to gates of the same shape, with the block's layers."""
+Squeeze = Callable[[nn.Module, Tensor, int, int], Tensor]
+"""``squeeze(block, x, tile_h, tile_w)``: the input (B, C, H, W) to one descriptor per tile (B, C, nh, nw)."""
+
+
+def tiled_pool(x: Tensor, tile_h: int, tile_w: int, mode: str = "avg") -> Tensor:
+    """Pool ``x`` (B, C, H, W) over non-overlapping tiles; edge tiles use only their valid elements."""
+    kernel = (tile_h, tile_w)
+    if kernel == (1, 1):  # every element is its own tile
+        return x
+    if mode == "max":
+        return F.max_pool2d(x, kernel, stride=kernel, ceil_mode=True)
+    # Without padding, ceil_mode's partial windows divide by the number of valid elements.
+    return F.avg_pool2d(x, kernel, stride=kernel, ceil_mode=True)
+
+
+def average_squeeze(block: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
+    """The squeeze of SE: the average of each tile."""
+    return tiled_pool(x, tile_h, tile_w)
+
+
+@dataclass(frozen=True)
+class SEFlavour:
+    """How one SE implementation squeezes and excites; ``family`` names its kind (se, ese, eca)."""
+
+    module_type: type[nn.Module]
+    excite: Excite
+    family: str = "se"
+    squeeze: Squeeze = average_squeeze
+
+
+_REGISTRY: dict[type[nn.Module], SEFlavour] = {}
+_BUILTINS_REGISTERED = False
+
+
+def register_flavour(
+    module_type: type[nn.Module], excite: Excite, family: str = "se", squeeze: Squeeze = average_squeeze
+) -> SEFlavour:
+    """Make tilesearch find and tile every ``module_type`` block of a model.
+
+    ``excite(block, pooled)`` must map pooled descriptors (B, C, nh, nw) to gates of the same
+    shape using the block's own layers, exactly as the block's forward does on its (B, C, 1, 1)
+    global average. Give module-level functions (not lambdas) so tiled models can be pickled.
+    """
+    flavour = SEFlavour(module_type, excite, family, squeeze)
+    _REGISTRY[module_type] = flavour
+    return flavour
+
+
+def flavour_for_type(module_type: type) -> SEFlavour | None:
+    """The flavour registered for ``module_type`` or its nearest registered base class."""
+    _register_builtins()
+    for cls in module_type.__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+    return None
+
+
+# ---------------------------------------------------------------------------- the shipped flavours
+
+
+def _excite_timm_se_module(m: nn.Module, s: Tensor) -> Tensor:
+    return m.gate(m.fc2(m.act(m.bn(m.fc1(s)))))
+
+
+def _excite_timm_effective_se(m: nn.Module, s: Tensor) -> Tensor:
+    return m.gate(m.fc(s))
+
+
+def _squeeze_with_optional_max(m: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
+    """timm's SEModule and EffectiveSEModule average, and with ``add_maxpool`` also max-pool, half each."""
+    pooled = tiled_pool(x, tile_h, tile_w)
+    if getattr(m, "add_maxpool", False):
+        pooled = 0.5 * pooled + 0.5 * tiled_pool(x, tile_h, tile_w, mode="max")
+    return pooled
+
+
+def _excite_timm_squeeze_excite(m: nn.Module, s: Tensor) -> Tensor:
+    return m.gate(m.conv_expand(m.act1(m.conv_reduce(s))))
+
+
+def _excite_torchvision(m: nn.Module, s: Tensor) -> Tensor:
+    return m.scale_activation(m.fc2(m.activation(m.fc1(s))))
+
+
+def _per_tile_channel_rows(s: Tensor) -> Tensor:
+    """(B, C, nh, nw) -> (B*nh*nw, 1, C): one row of channels per tile, for ECA's 1-D conv."""
+    return s.permute(0, 2, 3, 1).reshape(-1, 1, s.shape[1])
+
+
+def _from_channel_rows(y: Tensor, like: Tensor) -> Tensor:
+    b, c, nh, nw = like.shape
+    return y.reshape(b, nh, nw, c).permute(0, 3, 1, 2)
+
+
+def _excite_timm_eca(m: nn.Module, s: Tensor) -> Tensor:
+    y = m.conv(_per_tile_channel_rows(s))
+    if m.act is not None:
+        y = m.conv2(m.act(y))
+    return _from_channel_rows(m.gate(y), s)
+
+
+def _excite_timm_ceca(m: nn.Module, s: Tensor) -> Tensor:
+    y = F.pad(_per_tile_channel_rows(s), (m.padding, m.padding), mode="circular")
+    return _from_channel_rows(m.gate(m.conv(y)), s)
+
+
+def _register_builtins() -> None:
+    """timm's and torchvision's SE classes; imported on first use, user registrations kept."""
+    global _BUILTINS_REGISTERED
+    if _BUILTINS_REGISTERED:
+        return
+    _BUILTINS_REGISTERED = True
+    from timm.layers.eca import CecaModule, EcaModule
+    from timm.layers.squeeze_excite import EffectiveSEModule, SEModule
+    from timm.models._efficientnet_blocks import SqueezeExcite
+    from torchvision.ops.misc import SqueezeExcitation
+
+    builtins = [
+        SEFlavour(SqueezeExcite, _excite_timm_squeeze_excite),
+        SEFlavour(SEModule, _excite_timm_se_module, squeeze=_squeeze_with_optional_max),
+        SEFlavour(EffectiveSEModule, _excite_timm_effective_se, "ese", _squeeze_with_optional_max),
+        SEFlavour(SqueezeExcitation, _excite_torchvision),
+        SEFlavour(EcaModule, _excite_timm_eca, "eca"),
+        SEFlavour(CecaModule, _excite_timm_ceca, "eca"),
+    ]
+    for flavour in builtins:
+        _REGISTRY.setdefault(flavour.module_type, flavour)

@@ -1,0 +1,33 @@
+"""Zero-shot scores of tile configs: classifiers and detectors, the one-block sensitivity scan.
+
+Vosco et al. (section 4.3, Table 2, "TSE^aw") assign a trained network's SE
+weights to TSE unchanged and measure what is lost; a scorer holds one model,
+re-tiled in place per config, and images decoded once.
+"""
+
+from tilesearch.scoring._classifier import Score, Scorer, kl_divergence, model_num_classes
+from tilesearch.scoring._detector import DetectionScore, DetectionScorer, coco_map, pseudo_ground_truth
+from tilesearch.scoring._device import resolve_device
+from tilesearch.scoring._evaluate import DETECTOR_MEAN, DETECTOR_STD, evaluate_config, evaluate_detection
+from tilesearch.scoring._heatmap import save_heatmap
+from tilesearch.scoring._sensitivity import PrefixCache, SensitivityRow, scan
+
+__all__ = [
+    "DETECTOR_MEAN",
+    "DETECTOR_STD",
+    "DetectionScore",
+    "DetectionScorer",
+    "PrefixCache",
+    "Score",
+    "Scorer",
+    "SensitivityRow",
+    "coco_map",
+    "evaluate_config",
+    "evaluate_detection",
+    "kl_divergence",
+    "model_num_classes",
+    "pseudo_ground_truth",
+    "resolve_device",
+    "save_heatmap",
+    "scan",
+]

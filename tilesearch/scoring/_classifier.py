@@ -1,0 +1,123 @@
+"""Zero-shot score of a tile config: the SE weights assigned unchanged.
+
+Vosco et al. (section 4.3, Table 2, "TSE^aw") replace SE by TSE in a trained
+network without retraining and measure the accuracy lost. A :class:`Scorer`
+holds one model, tiled in place and re-tiled per config, and the decoded
+validation images; each score is one pass over them. Besides top-1 accuracy it
+reports label-free fidelity to the original SE model: the fraction of images
+whose top-1 prediction agrees with SE's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tilesearch.core import GAP, DataError, TileChoice, TileConfig, TilesearchError, tile_config
+from tilesearch.data import ImageSet, Preprocessing
+from tilesearch.nn import apply_tiles, find_se_modules
+from tilesearch.scoring._device import resolve_device
+
+
+@dataclass(frozen=True)
+class Score:
+    """Accuracy of one config on one image set, and its fidelity to the SE model.
+
+    ``agreement`` is the fraction of images whose top-1 prediction equals SE's and
+    ``kl`` the mean KL(p_SE || p_tiled): both need no labels, and both vary less
+    than accuracy on a small subset (a changed prediction counts even when SE
+    was wrong too).
+    """
+
+    accuracy: float
+    correct: int
+    total: int
+    agreement: float
+    kl: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def kl_divergence(reference_logits: Tensor, logits: Tensor) -> Tensor:
+    """Per-image KL(p_SE || p_tiled) in nats: how far the tiled model's prediction moved."""
+    reference = torch.log_softmax(reference_logits.float(), dim=1)
+    tiled = torch.log_softmax(logits.float(), dim=1)
+    return (reference.exp() * (reference - tiled)).sum(dim=1)
+
+
+def model_num_classes(model: nn.Module) -> int | None:
+    """Output classes of a classifier's head, where the model says."""
+    if isinstance(getattr(model, "num_classes", None), int):
+        return model.num_classes
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return heads[-1].out_features if heads else None
+
+
+class Scorer:
+    """Scores tile configs of one classifier on one decoded image set."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: ImageSet,
+        preprocessing: Preprocessing,
+        batch_size: int = 256,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if len(images) == 0:
+            raise TilesearchError("no images to score on")
+        if batch_size < 1:
+            raise TilesearchError(f"invalid batch size {batch_size}: expected a positive integer")
+        classes = model_num_classes(model)
+        if images.classes and classes is not None and classes != len(images.classes):
+            raise DataError(
+                f"the data has {len(images.classes)} classes but the model's head has {classes} outputs; "
+                f"pass --num-classes {len(images.classes)} with a checkpoint trained on these classes"
+            )
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":  # uint8 images are small: keep them on the GPU, no copy per trial
+            images = ImageSet(images.pixels.to(self.device), images.labels, images.classes)
+        self.images = images
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.block_names = [name for name, _ in find_se_modules(model)]
+
+    @functools.cached_property
+    def se_logits(self) -> Tensor:
+        """The original SE model's logits, the reference of agreement and KL (computed on first use)."""
+        return self.logits(GAP)
+
+    @functools.cached_property
+    def se_predictions(self) -> Tensor:
+        return self.se_logits.argmax(dim=1)
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """(normalised inputs on the device, labels) per batch, from the cached uint8 images."""
+        for start in range(0, len(self.images), self.batch_size):
+            pixels = self.images.pixels[start : start + self.batch_size].to(self.device, non_blocking=True)
+            yield self.preprocessing.normalize(pixels), self.images.labels[start : start + self.batch_size].to(self.device)
+
+    @torch.inference_mode()
+    def logits(self, tiles: TileChoice | TileConfig) -> Tensor:
+        """Logits of every image under ``tiles`` (the model is re-tiled in place)."""
+        apply_tiles(self.model, tiles)
+        return torch.cat([self.model(inputs).float().cpu() for inputs, _ in self.batches()])
+
+    def predictions(self, tiles: TileChoice | TileConfig) -> Tensor:
+        return self.logits(tiles).argmax(dim=1)
+
+    def score(self, tiles: TileChoice | TileConfig) -> Score:
+        config = tile_config(self.block_names, tiles)
+        logits = self.se_logits if all(tile.is_gap for tile in config.values()) else self.logits(config)
+        predictions = logits.argmax(dim=1)
+        correct = int((predictions == self.images.labels).sum())
+        agree = int((predictions == self.se_predictions).sum())
+        total = len(self.images)
+        kl = float(kl_divergence(self.se_logits, logits).mean())
+        return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total, kl=kl)

@@ -1,0 +1,81 @@
+"""The search: an Optuna study over per-block tiles, the metric up and the buffer down, within a budget.
+
+* :class:`RunSettings`, :func:`prepare_search`, :func:`prepare_resume`, :func:`run_search` -- run or continue a study
+* :func:`join_study`, :func:`start_worker` -- workers sharing one study (journal file, SQLite, PostgreSQL)
+* :func:`read_run_file`, :func:`load_study_of_run` -- a run folder and its study
+* :func:`front`, :func:`best_trial` -- the feasible Pareto front and the best config within budget
+* :class:`AdditiveSurrogate`, :func:`pareto_front` -- the additive surrogate and its exact front
+"""
+
+from tilesearch.search._objective import SCORE_KEYS, Search
+from tilesearch.search._prepare import prepare_resume, prepare_search, save_run
+from tilesearch.search._results import baseline_trial, best_trial, front, pareto_frame, trials_frame, write_outputs
+from tilesearch.search._run_folder import blocks_from_run, load_study_of_run, read_run_file
+from tilesearch.search._runner import RunResult, check_trial_budget, holdout_report, run_search, write_search_outputs
+from tilesearch.search._seeding import seed_from_surrogate, surrogate_error
+from tilesearch.search._sensitivity import saved_sensitivity, sensitivity_for
+from tilesearch.search._settings import IDENTITY, SAMPLERS, STRATEGIES, RunSettings, default_study_name, make_sampler
+from tilesearch.search._storage import is_journal, make_storage, safe_url, without_password
+from tilesearch.search._study import completed_trials, set_target, study_metric, study_target, trials_in
+from tilesearch.search._surrogate import AdditiveSurrogate, FrontPoint, Option, best_within, front_configs, pareto_front, predict
+from tilesearch.search._tasks import TASKS, ClassifierTask, DetectorTask, ScoringParts, Task, task_of
+from tilesearch.search._workers import join_study, local_devices, run_workers, start_worker, work
+
+__all__ = [
+    "IDENTITY",
+    "SAMPLERS",
+    "SCORE_KEYS",
+    "STRATEGIES",
+    "TASKS",
+    "AdditiveSurrogate",
+    "ClassifierTask",
+    "DetectorTask",
+    "FrontPoint",
+    "Option",
+    "RunResult",
+    "RunSettings",
+    "ScoringParts",
+    "Search",
+    "Task",
+    "baseline_trial",
+    "best_trial",
+    "best_within",
+    "blocks_from_run",
+    "check_trial_budget",
+    "completed_trials",
+    "default_study_name",
+    "front",
+    "front_configs",
+    "holdout_report",
+    "is_journal",
+    "join_study",
+    "load_study_of_run",
+    "local_devices",
+    "make_sampler",
+    "make_storage",
+    "pareto_frame",
+    "pareto_front",
+    "predict",
+    "prepare_resume",
+    "prepare_search",
+    "read_run_file",
+    "run_search",
+    "run_workers",
+    "safe_url",
+    "save_run",
+    "saved_sensitivity",
+    "seed_from_surrogate",
+    "sensitivity_for",
+    "set_target",
+    "start_worker",
+    "study_metric",
+    "study_target",
+    "surrogate_error",
+    "task_of",
+    "trials_frame",
+    "trials_in",
+    "without_password",
+    "work",
+    "write_outputs",
+    "write_search_outputs",
+]

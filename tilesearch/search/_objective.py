@@ -1,0 +1,184 @@
+"""A prepared search and its objective: one trial scores one per-block config.
+
+Two objectives (the metric, in its direction; network buffer in elements,
+minimised), the buffer budget as a constraint (``Trial.set_constraint``, so an
+infeasible trial never sits on the reported front). A config already measured,
+in this process or by another worker, is reused, never scored again.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from tilesearch.core import (
+    GAP,
+    HardwareProfile,
+    Metric,
+    SearchSpace,
+    SEBlock,
+    StudyError,
+    TileSpec,
+    buffer_report,
+    get_metric,
+    parse_tile,
+)
+from tilesearch.search._settings import IDENTITY, RunSettings, first_difference, make_sampler
+from tilesearch.search._storage import make_storage
+from tilesearch.search._study import config_key, measured_configs
+from tilesearch.search._surrogate import AdditiveSurrogate
+from tilesearch.search._tasks import ScoringParts, Task
+
+SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl", "map", "map50", "pseudo_map")
+
+
+@dataclass(eq=False)
+class Search:
+    """A prepared search: model, data, blocks and space checked, nothing written yet."""
+
+    settings: RunSettings
+    task: Task
+    run_dir: Path
+    study_name: str
+    storage_url: str
+    blocks: list[SEBlock]
+    space: SearchSpace
+    profile: HardwareProfile
+    budget: int | None
+    parts: ScoringParts
+    surrogate: AdditiveSurrogate | None = None  # set once one-block drops are measured (or read)
+    evaluated: dict = field(default_factory=dict)
+
+    @property
+    def metric(self) -> Metric:
+        return get_metric(self.settings.metric)
+
+    @property
+    def preprocessing(self):
+        return self.parts.preprocessing
+
+    @functools.cached_property
+    def scorer(self):
+        """The scorer on the search's images, made (images decoded) on first use and kept."""
+        return self.parts.scorer_factory()
+
+    def load_data(self) -> None:
+        """Decode the search's images and check the model's head against them (before a study is touched)."""
+        _ = self.scorer
+
+    def holdout_scorer(self):
+        """A scorer on images the search never saw, or None when none are left."""
+        return self.parts.holdout_factory()
+
+    @property
+    def report_metric(self) -> str:
+        """The score quoted in held-out and fine-tuning reports: accuracy or mAP where labels exist."""
+        return self.task.report_metric(self.settings)
+
+    @property
+    def strategy(self) -> str:
+        if self.settings.strategy is not None:
+            return self.settings.strategy
+        return "surrogate" if self.space.grouping == "per_block" and self.task.supports_surrogate else "sampler"
+
+    @property
+    def se_total(self) -> int:
+        return sum(block.se_buffer for block in self.blocks)
+
+    def tiles_for(self, params: dict[str, str]) -> dict[str, str]:
+        """Per-block tiles (name -> tile text) of a trial's parameters."""
+        tiles = {block.name: str(GAP) for block in self.blocks}
+        for param in self.space.params(self.blocks):
+            for name in param.blocks:
+                tiles[name] = params[param.name]
+        return tiles
+
+    def objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        params = {
+            param.name: trial.suggest_categorical(param.name, [str(tile) for tile in param.choices])
+            for param in self.space.params(self.blocks)
+        }
+        tiles = self.tiles_for(params)
+        report = buffer_report(self.blocks, tiles, self.profile)
+        trial.set_constraint("buffer", 0.0 if self.budget is None else float(report.total - self.budget))
+        previous = self.evaluated.get(config_key(tiles)) or self._measured_elsewhere(trial.study, tiles)
+        if previous is not None:  # the sampler proposed a config already measured: reuse it
+            attrs = {key: previous[key] for key in (*SCORE_KEYS, "trial") if key in previous}
+            attrs["reused_from"] = previous["trial"]
+        else:
+            attrs = {**self.scorer.score(tiles).to_dict(), "trial": trial.number}
+        if self.surrogate is not None:
+            attrs["predicted"] = self.surrogate.predict(tiles)
+        attrs.update(
+            tiles=tiles,
+            buffer=report.total,
+            buffer_bytes=report.total_bytes,
+            extra_macs=report.extra_macs,
+            feasible=self.budget is None or report.total <= self.budget,
+        )
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        self.evaluated.setdefault(config_key(tiles), attrs)
+        return attrs[self.metric.name], float(report.total)
+
+    def _measured_elsewhere(self, study: optuna.Study, tiles: dict[str, str]) -> dict | None:
+        """A score another worker has stored for ``tiles`` since this one opened the study."""
+        for key, attrs in measured_configs(study).items():
+            self.evaluated.setdefault(key, attrs)
+        return self.evaluated.get(config_key(tiles))
+
+    def seed_params(self) -> dict[str, dict[str, str]]:
+        """Parameters of the SE baseline and the paper's uniform 7xW, where the space has them."""
+        seeds = {}
+        for label, tile in (("SE", GAP), ("7xW", parse_tile("7xW"))):
+            params = {}
+            for param in self.space.params(self.blocks):
+                match = _choice_equivalent(param.choices, param.blocks, tile, self.blocks)
+                if match is None:
+                    break
+                params[param.name] = str(match)
+            else:
+                seeds[label] = params
+        return seeds
+
+    def open_study(self) -> optuna.Study:
+        """Create the study or load it; a study made with other settings is refused untouched."""
+        storage = make_storage(self.storage_url)
+        existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
+        if self.study_name in existing:
+            recorded, mine = existing[self.study_name].user_attrs.get("settings", {}), self.settings.to_dict()
+            key = first_difference(recorded, mine, IDENTITY)
+            if key is not None:
+                raise StudyError(
+                    f"study {self.study_name!r} was made with {key}={recorded.get(key)!r}, not {mine.get(key)!r}; "
+                    f"pass --study-name NAME for a new study"
+                )
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            directions=[self.metric.direction, "minimize"],
+            sampler=make_sampler(self.settings.sampler, self.settings.seed),
+            load_if_exists=True,
+        )
+        if self.study_name not in existing:
+            study.set_user_attr("settings", self.settings.to_dict())
+            study.set_user_attr("budget_elements", self.budget)
+            study.set_user_attr("se_buffer", self.se_total)
+            for label, params in self.seed_params().items():
+                study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
+        for key, attrs in measured_configs(study).items():
+            self.evaluated.setdefault(key, attrs)
+        return study
+
+
+def _choice_equivalent(choices, names, tile: TileSpec, blocks: list[SEBlock]) -> TileSpec | None:
+    """The one of ``choices`` that acts like ``tile`` on every block of ``names`` (choices may be merged)."""
+    by_name = {block.name: block for block in blocks}
+    for choice in choices:
+        if all(choice.resolve(by_name[n].height, by_name[n].width) == tile.resolve(by_name[n].height, by_name[n].width)
+               for n in names):
+            return choice
+    return None

@@ -1,0 +1,74 @@
+"""Prepare a search from settings, or from a run folder to resume it; nothing is written until it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tilesearch.core import TilesearchError, UnknownNameError, format_count, is_share, load_profile, load_space, parse_budget
+from tilesearch.nn import discover_se_blocks
+from tilesearch.search._objective import Search
+from tilesearch.search._run_folder import default_storage, read_run_file, run_document, save_run_file
+from tilesearch.search._settings import STRATEGIES, RunSettings, default_study_name, make_sampler
+from tilesearch.search._tasks import Task, task_of
+
+
+def _check(settings: RunSettings, task: Task, grouping: str) -> None:
+    """Settings a user typed, refused with one line before any model or image is loaded."""
+    task.check(settings)
+    if settings.strategy is not None and settings.strategy not in STRATEGIES:
+        raise UnknownNameError(f"unknown strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if settings.strategy == "surrogate" and (grouping != "per_block" or not task.supports_surrogate):
+        raise TilesearchError("the surrogate strategy needs a classifier and a per_block space; use --strategy sampler")
+    if settings.batch_size < 1:
+        raise TilesearchError(f"invalid batch size {settings.batch_size}: expected a positive integer")
+    if settings.val_subset is not None and settings.val_subset < 1:
+        raise TilesearchError(f"invalid validation subset {settings.val_subset}: expected a positive number of images")
+
+
+def prepare_search(
+    settings: RunSettings,
+    out_dir: str | Path = "runs",
+    study_name: str | None = None,
+    storage: str | None = None,
+    run_dir: str | Path | None = None,
+    parallel: bool = False,
+) -> Search:
+    """Check every setting and load the model and its blocks (images load lazily); write nothing.
+
+    Storage: ``storage``, else the one the run folder already records, else a file in the run
+    folder: SQLite, or a journal file when ``parallel`` workers will share it.
+    """
+    task = task_of(settings.model)
+    settings = task.with_default_metric(settings)
+    space, profile = load_space(settings.space), load_profile(settings.profile)
+    make_sampler(settings.sampler, settings.seed)
+    _check(settings, task, space.grouping)
+    if settings.budget is not None and not is_share(settings.budget):
+        parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
+    name = study_name or default_study_name(settings)
+    run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
+    parts = task.build(settings, run_dir)
+    blocks = discover_se_blocks(parts.model, parts.preprocessing.input_size)
+    budget = None if settings.budget is None else parse_budget(settings.budget, profile, sum(b.se_buffer for b in blocks))
+    smallest = space.min_buffer(blocks, profile)
+    if budget is not None and budget < smallest:
+        raise TilesearchError(
+            f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
+            f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
+        )
+    storage_url = storage or default_storage(run_dir, parallel)
+    return Search(settings, task, run_dir, name, storage_url, blocks, space, profile, budget, parts)
+
+
+def prepare_resume(run_dir: str | Path) -> Search:
+    """The search recorded in a run folder, ready to continue."""
+    document = read_run_file(run_dir)
+    settings = RunSettings.from_dict(document["settings"])
+    return prepare_search(settings, study_name=document["study_name"], storage=document["storage"], run_dir=run_dir)
+
+
+def save_run(search: Search) -> Path:
+    """``run.yaml`` of a search: settings, study location and the model's SE blocks."""
+    document = run_document(search.study_name, search.storage_url, search.settings.to_dict(),
+                            search.preprocessing.to_dict(), search.budget, search.blocks)
+    return save_run_file(search.run_dir, document)

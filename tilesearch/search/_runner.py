@@ -1,0 +1,126 @@
+"""Run a prepared search: open or continue its study, take trials, write the run folder's outputs.
+
+A run lives in a folder (``runs/<study>``): ``run.yaml`` records the settings and
+the model's SE blocks, the study sits in an Optuna storage (an SQLite file in the
+folder by default). Running the same command again, or ``tilesearch resume``,
+continues the study; a config already evaluated is never evaluated again. The SE
+baseline (all GAP) and the paper's uniform 7xW are the first trials; with the
+surrogate strategy the additive surrogate's front follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import yaml
+
+from tilesearch.core import GAP, TilesearchError, write_text_atomically
+from tilesearch.search._objective import Search
+from tilesearch.search._prepare import save_run
+from tilesearch.search._results import best_trial, write_outputs
+from tilesearch.search._seeding import seed_from_surrogate
+from tilesearch.search._study import completed_trials, set_target, study_metric
+from tilesearch.search._workers import run_workers, work
+
+
+@dataclass
+class RunResult:
+    """What a call of :func:`run_search` did."""
+
+    run_dir: Path
+    study: optuna.Study
+    completed_before: int
+    completed_after: int
+    interrupted: bool
+    written: dict[str, Path]
+    holdout: dict | None
+    problems: list[str] = field(default_factory=list)  # workers that exited with an error
+    target: int | None = None  # the study's target of complete trials
+
+
+def check_trial_budget(n_trials: int | None, timeout: float | None) -> None:
+    """A number of trials and a timeout a user typed, refused with one line before anything is touched."""
+    if n_trials is not None and n_trials < 1:
+        raise TilesearchError(f"invalid number of trials {n_trials}: expected a positive integer")
+    if timeout is not None and timeout <= 0:
+        raise TilesearchError(f"invalid timeout {timeout}: expected a positive number of seconds")
+
+
+def _progress_callback(progress, task, completed_before: int) -> Callable:
+    def update(study: optuna.Study, trial: optuna.trial.FrozenTrial | None = None) -> None:
+        best, metric = best_trial(study), study_metric(study)
+        shown = "-" if best is None else metric.format(best.values[0])
+        progress.update(task, completed=len(completed_trials(study)) - completed_before,
+                        status=f"best feasible {metric.name}: {shown}")
+
+    return update
+
+
+def write_search_outputs(search: Search, study: optuna.Study) -> dict[str, Path]:
+    """trials.csv, pareto.csv, pareto.png and best.yaml of a search's study."""
+    return write_outputs(study, search.run_dir, search.settings.model, search.preprocessing.input_size, search.blocks,
+                         search.profile, search.budget)
+
+
+def run_search(
+    search: Search,
+    n_trials: int | None = 40,
+    timeout: float | None = None,
+    show_progress: bool = True,
+    workers: int = 1,
+    report_holdout: bool = True,
+) -> RunResult:
+    """Open (or continue) the study, run ``n_trials`` more trials, write the run folder's outputs.
+
+    The study's target becomes its completed trials plus ``n_trials``; ``workers`` > 1 starts that
+    many worker processes on it (see :func:`run_workers`), and more may join from elsewhere.
+    ``report_holdout`` scores SE and the best config on the held-out images at the end.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    check_trial_budget(n_trials, timeout)  # before the study is created or touched
+    if workers < 1:
+        raise TilesearchError(f"invalid number of workers {workers}: expected a positive integer")
+    search.load_data()  # data and head checked before the study is created or touched
+    study = search.open_study()
+    save_run(search)
+    before = len(completed_trials(study))
+    set_target(study, before + n_trials)
+    if search.strategy == "surrogate":
+        seed_from_surrogate(search, study, n_trials, show_progress)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}")]
+    problems: list[str] = []
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        task = progress.add_task("trials" if workers == 1 else f"trials ({workers} workers)", total=n_trials, status="")
+        update = _progress_callback(progress, task, before)
+        if workers == 1:
+            finished = work(search, study, timeout=timeout, on_trial=update)
+        else:
+            finished, problems = run_workers(search, workers, timeout, lambda: update(study))
+    written = write_search_outputs(search, study)
+    holdout = holdout_report(search, study) if finished and report_holdout else None
+    return RunResult(search.run_dir, study, before, len(completed_trials(study)), not finished, written, holdout,
+                     problems, before + n_trials)
+
+
+def holdout_report(search: Search, study: optuna.Study) -> dict | None:
+    """SE and the best config on images the search never saw: the rest of --data, or --holdout."""
+    best = best_trial(study)
+    if best is None:
+        return None
+    scorer = search.holdout_scorer()
+    if scorer is None:
+        return None
+    report = {
+        "images": len(scorer.images),
+        "source": str(search.settings.holdout or search.settings.data),
+        "metric": search.report_metric,
+        "se": scorer.score(GAP).to_dict(),
+        "best": {"trial": best.number, **scorer.score(best.user_attrs["tiles"]).to_dict()},
+    }
+    write_text_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
+    return report

@@ -1,0 +1,46 @@
+"""Model zoos: timm, torchvision, effdet and the offline demo's network; checkpoints and pretrained weights.
+
+Each source is a :class:`Zoo` in a registry (:func:`register_zoo`); a model name
+is routed to the zoo that owns it by :func:`model_source`.
+"""
+
+from tilesearch.zoo._checkpoint import load_checkpoint
+from tilesearch.zoo._demo import DEMO_MODEL_NAME, DemoZoo, demo_network
+from tilesearch.zoo._effdet import EffdetZoo
+from tilesearch.zoo._models import (
+    DiscoveredModel,
+    cache_dir,
+    count_se_blocks,
+    create_model,
+    default_input_size,
+    discover_model,
+    load_model,
+    se_block_counts,
+)
+from tilesearch.zoo._timm import TimmZoo
+from tilesearch.zoo._torchvision import TorchvisionZoo
+from tilesearch.zoo._zoo import ModelSource, Zoo, all_model_names, matching_names, model_source, register_zoo, zoos
+
+for _zoo in (DemoZoo(), TorchvisionZoo(), EffdetZoo(), TimmZoo()):  # first owner of a name wins
+    register_zoo(_zoo)
+
+__all__ = [
+    "DEMO_MODEL_NAME",
+    "DiscoveredModel",
+    "ModelSource",
+    "Zoo",
+    "all_model_names",
+    "cache_dir",
+    "count_se_blocks",
+    "create_model",
+    "default_input_size",
+    "demo_network",
+    "discover_model",
+    "load_checkpoint",
+    "load_model",
+    "matching_names",
+    "model_source",
+    "register_zoo",
+    "se_block_counts",
+    "zoos",
+]

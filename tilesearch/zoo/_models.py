@@ -1,0 +1,127 @@
+"""Build a model by name from its zoo, with weights, and find its SE blocks at its input size."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tilesearch.core import DataError, SEBlock, TilesearchError
+from tilesearch.nn import discover_se_blocks, find_se_modules
+from tilesearch.zoo._checkpoint import load_checkpoint
+from tilesearch.zoo._zoo import model_source
+
+
+def create_model(name: str, num_classes: int | None = None, input_size: tuple[int, int] | None = None) -> nn.Module:
+    """A randomly initialised model by name, in eval mode (weights are loaded separately).
+
+    The initialisation is seeded, so a study on random weights (a smoke test, a benchmark) scores
+    the same model in every worker and after every resume; the caller's random state is untouched.
+    ``input_size`` matters to EfficientDet only, whose BiFPN is built for one image size.
+    """
+    source = model_source(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return source.zoo.create(source.name, num_classes, input_size).eval()
+
+
+def load_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> nn.Module:
+    """Build ``name`` with weights: a checkpoint file, the zoo's pretrained weights, or random."""
+    if pretrained and checkpoint:
+        raise TilesearchError("give either --pretrained or --checkpoint, not both")
+    if num_classes is not None and num_classes < 1:
+        raise TilesearchError(f"invalid number of classes {num_classes}: expected a positive integer")
+    if not pretrained:
+        model = create_model(name, num_classes=num_classes, input_size=input_size)
+        return load_checkpoint(model, checkpoint) if checkpoint else model
+    source = model_source(name)
+    try:
+        return source.zoo.pretrained(source.name, num_classes, input_size).eval()
+    except TilesearchError:
+        raise
+    except Exception as error:  # hub and network errors come in many types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(
+            f"no pretrained weights for {name!r} could be loaded (offline and not in the {source.zoo.weights_cache}?): "
+            f"{reason[:200]}; pass --checkpoint FILE instead"
+        ) from error
+
+
+def default_input_size(name: str) -> tuple[int, int]:
+    """The model's own input (height, width): timm's pretrained config, effdet's config, torchvision's crop."""
+    source = model_source(name)
+    return source.zoo.default_input_size(source.name)
+
+
+@dataclass
+class DiscoveredModel:
+    """A model built by name, with its SE blocks traced at ``input_size``."""
+
+    name: str
+    input_size: tuple[int, int]
+    model: nn.Module
+    blocks: list[SEBlock]
+
+
+def discover_model(name: str, input_size: int | tuple[int, int] | None = None) -> DiscoveredModel:
+    """Build ``name`` from its zoo and trace its SE blocks at ``input_size`` (default: the model's own)."""
+    if input_size is None:
+        size = default_input_size(name)
+    else:
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if not all(isinstance(side, int) and side > 0 for side in size):
+        raise TilesearchError(f"invalid input size {input_size!r}: expected a positive integer such as 224")
+    model = create_model(name, input_size=size)
+    if not find_se_modules(model):
+        raise TilesearchError(f"model {name!r} has no squeeze-and-excite block, so there is nothing to tile")
+    return DiscoveredModel(name, size, model, discover_se_blocks(model, size))
+
+
+def count_se_blocks(name: str) -> int:
+    """Number of SE blocks of a model, counted on the meta device (no memory, no forward)."""
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+    except NotImplementedError:  # builders that compute widths with tensors (torchvision RegNet)
+        model = create_model(name)
+    return len(find_se_modules(model))
+
+
+def cache_dir() -> Path:
+    """Where tilesearch keeps small caches (``$TILESEARCH_CACHE_DIR``, else ``~/.cache/tilesearch``)."""
+    return Path(os.environ.get("TILESEARCH_CACHE_DIR", Path.home() / ".cache" / "tilesearch"))
+
+
+def se_block_counts(names: list[str]) -> dict[str, int]:
+    """SE-block count per name, cached on disk per zoo version (building 100 models takes a while)."""
+    from rich.progress import track
+
+    from tilesearch.core import write_text_atomically
+
+    stamp = "-".join(f"{pkg}{version(pkg)}" for pkg in ("timm", "torchvision", "effdet"))
+    path = cache_dir() / f"se-counts-{stamp}.json"
+    try:
+        counts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        counts = {}
+    missing = [name for name in names if name not in counts]
+    for name in track(missing, description="counting SE blocks", transient=True, disable=len(missing) < 5):
+        counts[name] = count_se_blocks(name)
+    if missing:
+        try:
+            write_text_atomically(path, json.dumps(counts, indent=0, sort_keys=True))
+        except OSError:
+            pass  # a read-only home only costs the recount next time
+    return {name: counts[name] for name in names}

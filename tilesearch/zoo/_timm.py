@@ -1,0 +1,48 @@
+"""timm's classifiers: names, random and pretrained weights (the local Hugging Face cache offline)."""
+
+from __future__ import annotations
+
+import functools
+
+import timm
+from torch import nn
+
+from tilesearch.zoo._zoo import Zoo
+
+
+class TimmZoo(Zoo):
+    name = "timm"
+    weights_cache = "local Hugging Face cache"
+    se_families = (
+        "efficientnet_b[0-7]",
+        "tf_efficientnet_b[0-7]",
+        "efficientnetv2_[rsml]",
+        "tf_efficientnetv2_[sml]",
+        "mobilenetv3_large_100",
+        "mobilenetv3_small_100",
+        "regnety_*",
+        "seresnet[0-9]*",
+        "seresnext[0-9]*",
+        "ecaresnet[0-9]*",
+    )
+
+    @functools.cache
+    def names(self) -> list[str]:
+        return timm.list_models()
+
+    def owns(self, name: str) -> bool:
+        return timm.is_model(name)
+
+    def create(self, name: str, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
+        return timm.create_model(name, pretrained=False, **_classes(num_classes))
+
+    def pretrained(self, name: str, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
+        return timm.create_model(name, pretrained=True, **_classes(num_classes))
+
+    def default_input_size(self, name: str) -> tuple[int, int]:
+        height, width = timm.get_pretrained_cfg(name).input_size[-2:]
+        return int(height), int(width)
+
+
+def _classes(num_classes: int | None) -> dict:
+    return {} if num_classes is None else {"num_classes": num_classes}

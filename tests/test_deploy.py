@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 import tilesearch
 from tilesearch.cli import app
-from tilesearch.config import config_document, load_config, save_config
-from tilesearch.cost import buffer_report
+from tilesearch.core import buffer_report, config_document, load_config, save_config
 from tilesearch.data import decode_images, resolve_preprocessing, stratified_split
-from tilesearch.demo import DEMO_MODEL_NAME, load_demo_model, write_demo_dataset
-from tilesearch.score import Scorer
+from tilesearch.demo import write_demo_dataset
+from tilesearch.scoring import Scorer
 from tilesearch.search import blocks_from_run, load_study_of_run, read_run_file
+from tilesearch.zoo import DEMO_MODEL_NAME, create_model, load_checkpoint, load_model
 
 runner = CliRunner()
 
@@ -50,8 +50,8 @@ def test_finetune_all_1x1_does_not_lose_accuracy_and_writes_final(demo_run, tmp_
     assert {"se_score", "buffer", "seconds", "held_out_images"} <= set(metrics)
     saved = load_config(final / "config.yaml")
     assert {str(t) for t in saved.tiles.values()} == {"1x1"}
-    model = load_demo_model(final / "model.safetensors")  # complete and strict-loadable
-    assert not torch.equal(model.head.fc.weight, load_demo_model().head.fc.weight)
+    model = load_checkpoint(create_model(DEMO_MODEL_NAME), final / "model.safetensors")  # complete and strict-loadable
+    assert not torch.equal(model.head.fc.weight, load_model(DEMO_MODEL_NAME, pretrained=True).head.fc.weight)
     assert not list(demo_run["dir"].glob(".final.tmp*"))
 
 
@@ -61,7 +61,7 @@ def test_exported_yaml_applied_to_a_fresh_model_reproduces_the_trial(demo_run, t
     result = runner.invoke(app, ["export", str(demo_run["dir"]), "--trial", str(trial.number), "--format", "yaml",
                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    model = load_demo_model()
+    model = load_model(DEMO_MODEL_NAME, pretrained=True)
     tilesearch.apply_tiles(model, tmp_path / "config.yaml")  # a user's own model, the config's path
     preprocessing = resolve_preprocessing(model)
     from torchvision.datasets import ImageFolder
@@ -90,9 +90,17 @@ def test_onnx_export_matches_pytorch(demo_run, tmp_path):
         assert json.loads(handle.metadata()["tilesearch_config"])
 
 
+def test_export_survives_a_damaged_image_cache(demo_run, tmp_path):
+    for cached in (demo_run["dir"] / "cache").glob("*.pt"):
+        cached.write_bytes(cached.read_bytes()[:64])  # a disk that filled up while an older version wrote it
+    result = runner.invoke(app, ["export", str(demo_run["dir"]), "--format", "all", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert {"config.yaml", "model.safetensors", "model.onnx", "export.json"} <= {p.name for p in tmp_path.iterdir()}
+
+
 def test_onnx_parity_on_the_shared_regnety(shared_dir, tmp_path):
     from tilesearch.deploy import export_onnx, onnx_parity
-    from tilesearch.models import load_model
+    from tilesearch.zoo import load_model
 
     model = load_model("regnety_002", checkpoint=shared_dir / "models" / "regnety_002_cifar10_128.safetensors",
                        num_classes=10)
@@ -111,7 +119,7 @@ def test_apply_tiles_refuses_a_config_of_another_model(demo_run, tmp_path):
     config = uniform_config(demo_run["dir"], "7xW", tmp_path / "c.yaml")
     with pytest.raises(tilesearch.TilesearchError, match="does not match this model's SE blocks"):
         tilesearch.apply_tiles(timm.create_model("regnety_002"), config)
-    tilesearch.apply_tiles(load_demo_model(), tilesearch.load_config(config))
+    tilesearch.apply_tiles(load_model(DEMO_MODEL_NAME, pretrained=True), tilesearch.load_config(config))
 
 
 def test_bad_deploy_inputs(demo_run, tmp_path):

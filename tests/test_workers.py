@@ -220,12 +220,3 @@ def test_workers_that_all_fail_make_the_run_fail(demo_val, tmp_path, monkeypatch
     assert result.exit_code == 1
     assert "worker 0 exited with status 2" in result.stderr and "stopped at 0 of 4 trials" in result.stderr
     assert "TILESEARCH_HEARTBEAT_INTERVAL" in (tmp_path / "f" / "workers" / "worker-0.log").read_text()
-
-
-def test_a_moved_run_folder_is_not_silently_given_a_new_empty_study(demo_val, tmp_path):
-    args = ["run", "--model", DEMO_MODEL_NAME, "--pretrained", "--data", str(demo_val), "--val-subset", "80",
-            "--strategy", "sampler", "--n-trials", "1", "--study-name", "m"]
-    assert runner.invoke(app, [*args, "--out", str(tmp_path / "a")]).exit_code == 0
-    (tmp_path / "a").rename(tmp_path / "b")  # run.yaml still records a/m/study.db
-    assert_user_error(runner.invoke(app, [*args, "--out", str(tmp_path / "b")]), "does not exist", "--storage")
-    assert not (tmp_path / "a").exists()

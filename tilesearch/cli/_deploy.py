@@ -24,7 +24,8 @@ def finetune(
     **options,
 ) -> None:
     """Fine-tune a chosen config briefly from the SE weights; writes DIR/final/."""
-    metrics = finetune_config(run_dir, train_data, trial=trial, config=config, batch_size=batch_size, seed=seed, **options)
+    given = {key: value for key, value in options.items() if value is not None}
+    metrics = finetune_config(run_dir, train_data, trial=trial, config=config, batch_size=batch_size, seed=seed, **given)
     print_finetune(metrics, Path(run_dir))
 
 

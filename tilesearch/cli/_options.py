@@ -29,23 +29,32 @@ Tile = Annotated[Optional[str], typer.Option("--tile", help=f"One tile for every
 Config = Annotated[Optional[str], typer.Option(
     "--config", help="A tile-config YAML, e.g. runs/STUDY/best.yaml [default: the run's best within budget].")]
 Trial = Annotated[Optional[int], typer.Option("--trial", help="This trial's config instead of the run's best.")]
-Profile = Annotated[str, typer.Option(
-    "--profile", help=f"Hardware profile: {', '.join(available_profiles())} or a profile .yaml file.")]
-Space = Annotated[str, typer.Option(
-    "--space", help=f"Search space: {', '.join(available_spaces())} or a space .yaml file.")]
-Budget = Annotated[Optional[str], typer.Option("--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS}.")]
+Profile = Annotated[Optional[str], typer.Option(
+    "--profile", show_default=False,
+    help=f"Hardware profile: {', '.join(available_profiles())} or a profile .yaml file [default: ideal].")]
+Space = Annotated[Optional[str], typer.Option(
+    "--space", show_default=False,
+    help=f"Search space: {', '.join(available_spaces())} or a space .yaml file [default: default].")]
+Budget = Annotated[Optional[str], typer.Option(
+    "--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS} [default: none; the demo 50%].")]
 Metric = Annotated[Optional[str], typer.Option(
     "--metric", help=f"Score to optimise: {', '.join(name.replace('_', '-') for name in METRICS)}. agreement "
                      f"(top-1 agreement with SE), kl (mean KL from SE, minimised) and pseudo-map need no labels "
-                     f"[default: accuracy; detectors map, or pseudo-map without --annotations].")]
-Sampler = Annotated[str, typer.Option("--sampler", help=f"Optuna sampler: {', '.join(SAMPLERS)}.")]
+                     f"[default: accuracy; detectors map, or pseudo-map without --annotations].", show_default=False)]
+Sampler = Annotated[Optional[str], typer.Option(
+    "--sampler", show_default=False, help=f"Optuna sampler: {', '.join(SAMPLERS)} [default: nsga2].")]
 Strategy = Annotated[Optional[str], typer.Option(
     "--strategy", help=f"{' or '.join(STRATEGIES)}: surrogate scans one block at a time (prefix-cached) and enqueues "
                        "the additive surrogate's exact front first [default: surrogate for per-block spaces].")]
-ValSubset = Annotated[int, typer.Option(
-    "--val-subset", help="Images the search scores on: a stratified, seeded subset of --data; the rest are held out.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the sampler, the image subsets, the order and the flips.")]
-NTrials = Annotated[Optional[int], typer.Option("--n-trials", help="Trials to add to the study [default: 40].")]
+ValSubset = Annotated[Optional[int], typer.Option(
+    "--val-subset", show_default=False,
+    help="Images the search scores on: a stratified, seeded subset of --data; the rest are held out "
+         "[default: 1000; the demo 400].")]
+Seed = Annotated[Optional[int], typer.Option(
+    "--seed", show_default=False, help="Seed of the sampler, the image subsets, the order and the flips [default: 0].")]
+NTrials = Annotated[Optional[int], typer.Option(
+    "--n-trials", help="Trials for a new study [default: 40]; for an existing one, trials to add to its target "
+                       "[default: none, finish the target it has].")]
 Timeout = Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after this many seconds.")]
 StudyName = Annotated[Optional[str], typer.Option(
     "--study-name", help="Study and run folder name [default: from model, space, metric and budget].")]
@@ -95,17 +104,23 @@ COMPUTE = [
     _option("batch_size", Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")], 256),
     _option("device", Annotated[Optional[str], typer.Option(
         "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available].")], None),
+    _option("skip_memory_check", Annotated[bool, typer.Option(
+        "--skip-memory-check", help="Run even when the estimated memory of the images and one batch's forward "
+                                    "exceeds what the device has free.")], False),
 ]
 """Where and in what batches the network runs."""
 
 FINETUNING = [
     _option("train_annotations", Annotated[Optional[str], typer.Option(
         "--train-annotations", help="Detectors: COCO instances JSON of the --train-data images.")], None),
-    _option("epochs", Annotated[int, typer.Option("--epochs", help="Fine-tuning epochs over the training subset.")], 5),
-    _option("train_subset", Annotated[float, typer.Option(
-        "--train-subset", help="Fraction (or number) of training images to fine-tune on; the paper uses 10%.")], 0.1),
-    _option("lr", Annotated[float, typer.Option(
-        "--lr", help="Base learning rate (SGD, momentum 0.9, cosine schedule, weight decay 5e-5).")], 0.01),
+    _option("epochs", Annotated[Optional[int], typer.Option(
+        "--epochs", help="Fine-tuning epochs over the training subset [default: 5; the demo 10].")], None),
+    _option("train_subset", Annotated[Optional[float], typer.Option(
+        "--train-subset", help="Fraction (or number) of training images to fine-tune on; the paper uses 10% "
+                               "[default: 0.1; the demo 1.0].")], None),
+    _option("lr", Annotated[Optional[float], typer.Option(
+        "--lr", help="Base learning rate (SGD, momentum 0.9, cosine schedule, weight decay 5e-5) "
+                     "[default: 0.01].")], None),
 ]
 """The paper's short fine-tune of a chosen config."""
 

@@ -39,6 +39,12 @@ def model_options(options: dict) -> dict:
     return parsed
 
 
+def compute_options(options: dict) -> dict:
+    """The COMPUTE options of a command as keyword arguments of the Python API."""
+    return {"batch_size": options["batch_size"], "device": options["device"],
+            "memory_check": not options["skip_memory_check"]}
+
+
 def check_positive(value: float | None, what: str, unit: str = "a positive integer") -> None:
     """A count or duration that must be positive when given."""
     if value is not None and value <= 0:

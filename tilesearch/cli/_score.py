@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tilesearch.cli._options import COMPUTE, PREPROCESSING, WEIGHTS, Annotations, AsJson, Config, Profile, Tile, with_options
-from tilesearch.cli._parse import model_options
+from tilesearch.cli._parse import compute_options, model_options
 from tilesearch.cli._render import print_eval
 from tilesearch.core import DETECTOR, TilesearchError, load_config
 from tilesearch.scoring import evaluate_config, evaluate_detection
@@ -34,11 +34,11 @@ def evaluate(
         result = evaluate_detection(
             model, data, tiles, annotations, pretrained=model_args["pretrained"], checkpoint=model_args["checkpoint"],
             num_classes=model_args["num_classes"], input_size=model_args["input_size"], limit=limit, profile=profile,
-            batch_size=min(options["batch_size"], 8), device=options["device"],
+            **{**compute_options(options), "batch_size": min(options["batch_size"], 8)},
         )
     else:
-        result = evaluate_config(model, data, tiles, profile=profile, limit=limit, batch_size=options["batch_size"],
-                                 device=options["device"], **model_args)
+        result = evaluate_config(model, data, tiles, profile=profile, limit=limit, **compute_options(options),
+                                 **model_args)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -32,16 +32,17 @@ from tilesearch.cli._options import (
     Workers,
     with_options,
 )
-from tilesearch.cli._parse import check_positive, model_options
+from tilesearch.cli._parse import check_positive, compute_options, model_options
 from tilesearch.cli._render import console, print_finetune, print_sensitivity, print_summary
 from tilesearch.core import CLASSIFIER, TilesearchError, get_metric, load_profile
 from tilesearch.data import image_folder
-from tilesearch.demo import DEMO_FINETUNE, DEMO_TRIALS, demo_data, demo_settings
-from tilesearch.deploy import check_finetune_args, check_train_data, finetune
+from tilesearch.demo import DEMO_FINETUNE, demo_data, demo_settings
+from tilesearch.deploy import FINETUNE_DEFAULTS, check_finetune_args, check_train_data, finetune
 from tilesearch.search import (
     RunResult,
     RunSettings,
     blocks_from_run,
+    check_settings,
     check_trial_budget,
     completed_trials,
     join_study,
@@ -58,8 +59,6 @@ from tilesearch.search import (
     write_search_outputs,
 )
 
-DEFAULT_TRIALS = 40
-
 
 def finish(result: RunResult) -> None:
     """Print a run's summary; exit non-zero when it was interrupted or its workers stopped short."""
@@ -75,6 +74,16 @@ def finish(result: RunResult) -> None:
         raise typer.Exit(130)
 
 
+# Options the offline demo cannot honour: it runs its own network on its own images.
+NOT_FOR_THE_DEMO = ("holdout", "annotations", "checkpoint", "num_classes", "input_size", "crop_pct", "interpolation",
+                    "mean", "std", "train_annotations")
+
+
+def _given(**values) -> dict:
+    """The options a user typed (typer passes None for the others)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 @with_options(WEIGHTS, PREPROCESSING, COMPUTE, FINETUNING)
 def run(
     model: Model = None,
@@ -82,14 +91,14 @@ def run(
     holdout: Annotated[Optional[str], typer.Option(
         "--holdout", help="Images for the final report [default: the images --val-subset leaves out].")] = None,
     annotations: Annotations = None,
-    val_subset: ValSubset = 1000,
-    space: Space = "default",
-    profile: Profile = "ideal",
+    val_subset: ValSubset = None,
+    space: Space = None,
+    profile: Profile = None,
     buffer_budget: Budget = None,
-    sampler: Sampler = "nsga2",
-    metric: Metric = "accuracy",
+    sampler: Sampler = None,
+    metric: Metric = None,
     strategy: Strategy = None,
-    seed: Seed = 0,
+    seed: Seed = None,
     n_trials: NTrials = None,
     timeout: Timeout = None,
     study_name: StudyName = None,
@@ -102,27 +111,36 @@ def run(
     """Search per-block tiles: the score up, the buffer down, within a budget.
 
     With no --model and --data it runs the offline demo: a synthetic data set and a
-    small SE network that ship with tilesearch, searched and then fine-tuned.
+    small SE network that ship with tilesearch, searched (budget 50% of SE, 400 images)
+    and then fine-tuned; the search options given here apply to it too.
     """
     if (model is None) != (data is None):
         raise TilesearchError("give both --model and --data, or neither for the offline demo")
     check_trial_budget(n_trials, timeout)
-    finetune_args = {key: options[key] for key in ("epochs", "train_subset", "lr")}
+    search_options = _given(val_subset=val_subset, space=space, profile=profile, budget=buffer_budget, sampler=sampler,
+                            metric=metric, strategy=strategy, seed=seed)
+    finetune_args = _given(**{key: options[key] for key in ("epochs", "train_subset", "lr")})
     if model is None:
-        settings = demo_settings(Path(out))
-        train_data, finetune_args = str(demo_data(Path(out), "train")), DEMO_FINETUNE
+        typed = [key for key in NOT_FOR_THE_DEMO if {**options, "holdout": holdout, "annotations": annotations}[key]]
+        if typed:
+            flag = "--" + typed[0].replace("_", "-")
+            raise TilesearchError(f"the offline demo runs its own network on its own images, so {flag} does not apply: "
+                                  f"give --model and --data to search your own network")
+        settings = demo_settings(Path(out), **search_options, **compute_options(options))
+        finetune_args = {**DEMO_FINETUNE, **finetune_args}
     else:
-        settings = RunSettings(
-            model=model, data=data, holdout=holdout, annotations=annotations, val_subset=val_subset, seed=seed,
-            space=space, profile=profile, budget=buffer_budget, sampler=sampler, metric=metric, strategy=strategy,
-            batch_size=options["batch_size"], device=options["device"], **model_options(options),
-        )
+        settings = RunSettings(model=model, data=data, holdout=holdout, annotations=annotations, **search_options,
+                               **compute_options(options), **model_options(options))
+    check_settings(settings)  # before anything is written, the demo's images included
+    if train_data is not None or model is None:
+        check_finetune_args(**{**FINETUNE_DEFAULTS, **finetune_args}, batch_size=64)
+    if model is None:
+        train_data = str(demo_data(Path(out), "train"))
+        demo_data(Path(out), "val")
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1)
     if train_data is not None:  # fails before the search, not after it
         check_train_data(search, train_data, options["train_annotations"])
-        check_finetune_args(**finetune_args, batch_size=64)
-    result = run_search(search, n_trials=n_trials or (DEFAULT_TRIALS if model else DEMO_TRIALS), timeout=timeout,
-                        workers=workers)
+    result = run_search(search, n_trials=n_trials, timeout=timeout, workers=workers)
     finish(result)
     if train_data is not None:
         metrics = finetune(result.run_dir, train_data, train_annotations=options["train_annotations"], **finetune_args)
@@ -131,11 +149,14 @@ def run(
 
 def resume(
     run_dir: RunDir,
-    n_trials: NTrials = DEFAULT_TRIALS,
+    n_trials: Annotated[Optional[int], typer.Option(
+        "--n-trials", help="Trials to add to the study's target [default: none, finish the target it has].")] = None,
     timeout: Timeout = None,
     workers: Workers = 1,
 ) -> None:
-    """Continue the study of a run folder; completed trials are never evaluated again."""
+    """Continue the study of a run folder: finish its target of trials, or add --n-trials to it.
+
+    Completed trials are never evaluated again; concurrent resumes add up."""
     check_trial_budget(n_trials, timeout)
     finish(run_search(prepare_resume(run_dir), n_trials=n_trials, timeout=timeout, workers=workers))
 
@@ -228,7 +249,7 @@ def sensitivity(
     metric = "accuracy" if image_folder(data).classes else "agreement"
     settings = RunSettings(
         model=model, data=data, val_subset=val_subset, seed=seed, space=space, profile=profile, metric=metric,
-        batch_size=options["batch_size"], device=options["device"], **model_options(options),
+        **compute_options(options), **model_options(options),
     )
     search = prepare_search(settings, out_dir=out, study_name=study_name)
     print_sensitivity(model, sensitivity_for(search), get_metric(metric))

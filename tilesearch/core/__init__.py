@@ -18,6 +18,7 @@ from tilesearch.core._cost import (
     is_share,
     load_profile,
     parse_budget,
+    parse_share,
 )
 from tilesearch.core._errors import DataError, StudyError, TilesearchError, UnknownNameError
 from tilesearch.core._files import atomic_path, write_text_atomically
@@ -63,6 +64,7 @@ __all__ = [
     "load_space",
     "metrics_for",
     "parse_budget",
+    "parse_share",
     "parse_tile",
     "save_config",
     "tile_config",

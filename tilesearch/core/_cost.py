@@ -189,16 +189,22 @@ def is_share(text: str) -> bool:
     return str(text).strip().endswith("%")
 
 
+def parse_share(text: str) -> float:
+    """``40%`` -> 40.0, a percentage of the SE buffer in (0, 100]."""
+    try:
+        share = float(str(text).strip()[:-1])
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 100:
+        raise TilesearchError(f"invalid buffer budget {text!r}: a share of the SE buffer must lie in (0%, 100%]")
+    return share
+
+
 def parse_budget(text: str, profile: HardwareProfile, se_total: int | None = None) -> int:
     """A buffer budget in elements: ``5M``/``500K``/``4.7e6`` are elements, ``4MiB``/``4MB`` bytes,
     ``40%`` a share of ``se_total``, the SE network's buffer (a share needs it)."""
     if is_share(text):
-        try:
-            share = float(str(text).strip()[:-1])
-        except ValueError:
-            share = -1.0
-        if not 0 < share <= 100:
-            raise TilesearchError(f"invalid buffer budget {text!r}: a share of the SE buffer must lie in (0%, 100%]")
+        share = parse_share(text)
         if se_total is None:
             raise TilesearchError(f"buffer budget {text!r} is a share of the SE buffer: the model's SE buffer is needed")
         return max(1, int(se_total * share / 100))

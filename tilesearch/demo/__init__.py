@@ -7,20 +7,27 @@ retrains its committed checkpoint.
 """
 
 from tilesearch.demo._dataset import CLASSES, SPLITS, dataset_stats, render_image, render_split, to_tensor, write_demo_dataset
-from tilesearch.demo._run import DEMO_BUDGET, DEMO_FINETUNE, DEMO_TRIALS, DEMO_VAL_SUBSET, demo_data, demo_settings
+from tilesearch.demo._run import (
+    DEMO_BUDGET,
+    DEMO_FINETUNE,
+    DEMO_VAL_SUBSET,
+    demo_data,
+    demo_data_dir,
+    demo_settings,
+)
 from tilesearch.demo._train import EVAL_TILES, accuracy, tile_accuracies, train_demo_model
 
 __all__ = [
     "CLASSES",
     "DEMO_BUDGET",
     "DEMO_FINETUNE",
-    "DEMO_TRIALS",
     "DEMO_VAL_SUBSET",
     "EVAL_TILES",
     "SPLITS",
     "accuracy",
     "dataset_stats",
     "demo_data",
+    "demo_data_dir",
     "demo_settings",
     "render_image",
     "render_split",

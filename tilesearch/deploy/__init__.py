@@ -8,6 +8,7 @@ from tilesearch.deploy._choice import Choice, choose_config
 from tilesearch.deploy._export import FORMATS, export, export_onnx, onnx_parity
 from tilesearch.deploy._finetune import finetune, finetuned_weights, report_scorer, save_weights
 from tilesearch.deploy._training import (
+    FINETUNE_DEFAULTS,
     TRAININGS,
     ClassifierTraining,
     DetectorTraining,
@@ -20,6 +21,7 @@ from tilesearch.deploy._training import (
 )
 
 __all__ = [
+    "FINETUNE_DEFAULTS",
     "FORMATS",
     "TRAININGS",
     "Choice",

@@ -11,7 +11,7 @@ from torch import nn
 
 from tilesearch.core import GAP, atomic_path, buffer_report, config_document, load_config, save_config
 from tilesearch.deploy._choice import choose_config
-from tilesearch.deploy._training import check_finetune_args, check_train_data, train_epochs, training_for
+from tilesearch.deploy._training import FINETUNE_DEFAULTS, check_finetune_args, check_train_data, train_epochs, training_for
 from tilesearch.nn import apply_tiles
 from tilesearch.search import Search, prepare_resume
 
@@ -26,9 +26,9 @@ def finetune(
     train_data: str | Path,
     trial: int | None = None,
     config: str | Path | None = None,
-    epochs: int = 5,
-    train_subset: float = 0.1,
-    lr: float = 0.01,
+    epochs: int = FINETUNE_DEFAULTS["epochs"],
+    train_subset: float = FINETUNE_DEFAULTS["train_subset"],
+    lr: float = FINETUNE_DEFAULTS["lr"],
     batch_size: int = 64,
     seed: int = 0,
     train_annotations: str | Path | None = None,

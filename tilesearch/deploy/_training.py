@@ -31,6 +31,9 @@ from tilesearch.data import (
 )
 from tilesearch.search import Search
 
+FINETUNE_DEFAULTS = {"epochs": 5, "train_subset": 0.1, "lr": 0.01}
+"""The paper's short schedule on 10% of the training data (its learning rate for our batch size)."""
+
 LossOf = Callable[[Tensor, Tensor], Tensor]
 """``loss_of(index, flip)``: the loss of the training items ``index``, those with ``flip`` mirrored."""
 

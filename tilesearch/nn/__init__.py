@@ -7,7 +7,7 @@
 """
 
 from tilesearch.nn._convert import apply_tiles, block_type, current_tiles, find_se_modules, flavour_of
-from tilesearch.nn._discover import discover_se_blocks, excite_macs, input_shape_of, stage_of
+from tilesearch.nn._discover import discover_se_blocks, excite_macs, input_shape_of, largest_activation, stage_of
 from tilesearch.nn._flavours import Excite, SEFlavour, Squeeze, average_squeeze, register_flavour, tiled_pool
 from tilesearch.nn._tiled import TiledSqueezeExcite, scale_by_tile
 
@@ -25,6 +25,7 @@ __all__ = [
     "find_se_modules",
     "flavour_of",
     "input_shape_of",
+    "largest_activation",
     "register_flavour",
     "scale_by_tile",
     "stage_of",

@@ -8,7 +8,9 @@ whole (Vosco et al., section 1 and 3.2).
 
 from __future__ import annotations
 
+import copy
 import re
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -59,43 +61,77 @@ def input_shape_of(input_size: int | tuple[int, int]) -> tuple[int, int, int, in
     return (1, 3, height, width)
 
 
+@dataclass
+class _Trace:
+    """What one forward at an input size showed: each SE block's input shape, and the largest activation."""
+
+    se_inputs: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # in forward order
+    largest_activation: int = 0  # elements of the largest output of any leaf module, per image
+
+
+def _meta_copy(model: nn.Module) -> nn.Module | None:
+    """The model with every tensor on the meta device (shapes only), or None when it cannot be copied there."""
+    try:
+        return copy.deepcopy(model).to("meta")
+    except (NotImplementedError, RuntimeError, TypeError):
+        return None
+
+
 @torch.no_grad()
-def discover_se_blocks(model: nn.Module, input_size: int | tuple[int, int]) -> list[SEBlock]:
-    """Every SE block of ``model`` with the (C, H, W) it sees at ``input_size``, in forward order."""
-    modules = find_se_modules(model)
-    if not modules:
-        raise TilesearchError(f"{type(model).__name__} has no squeeze-and-excite block (nothing to tile)")
-    seen: dict[str, tuple[int, int, int]] = {}
-    order: list[str] = []
+def _trace(model: nn.Module, input_size: int | tuple[int, int]) -> _Trace:
+    """One forward of a single blank image, on the meta device where the model allows it: no memory, no compute,
+    so a size too large to run is traced (and can be refused) instead of crashing the process."""
+    meta = _meta_copy(model)
+    try:
+        return _forward_trace(meta, input_size, torch.device("meta"))
+    except (NotImplementedError, RuntimeError) as error:
+        if meta is not None and not _is_size_error(error):  # an op without a meta kernel: trace for real
+            param = next(model.parameters(), None)
+            return _forward_trace(model, input_size, param.device if param is not None else torch.device("cpu"))
+        raise TilesearchError(f"{type(model).__name__} cannot run at input size {input_size}: {_first_line(error)}") from error
 
-    def record(name: str):
-        def hook(_module: nn.Module, args: tuple) -> None:
-            if name not in seen:
-                seen[name] = tuple(args[0].shape[1:])
-                order.append(name)
 
-        return hook
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
-    handles = [module.register_forward_pre_hook(record(name)) for name, module in modules]
+
+def _is_size_error(error: Exception) -> bool:
+    """A kernel larger than a tiny input's feature map, and the like: the input size's fault, not the device's."""
+    return isinstance(error, RuntimeError) and any(word in str(error) for word in ("size", "Kernel", "kernel"))
+
+
+def _forward_trace(model: nn.Module, input_size: int | tuple[int, int], device: torch.device) -> _Trace:
+    trace = _Trace()
+    se_modules = {module: name for name, module in find_se_modules(model)}
+
+    def record_input(module: nn.Module, args: tuple) -> None:
+        trace.se_inputs.setdefault(se_modules[module], tuple(args[0].shape[1:]))
+
+    def record_output(_module: nn.Module, _args: tuple, output) -> None:
+        if isinstance(output, torch.Tensor):
+            trace.largest_activation = max(trace.largest_activation, output.numel())
+
+    handles = [module.register_forward_pre_hook(record_input) for module in se_modules]
+    handles += [module.register_forward_hook(record_output) for module in model.modules() if not list(module.children())]
     was_training = model.training
     try:
         model.eval()
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
         model(torch.zeros(input_shape_of(input_size), device=device))
-    except RuntimeError as error:  # e.g. a kernel larger than a tiny input's feature map
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TilesearchError(f"{type(model).__name__} cannot run at input size {input_size}: {reason}") from error
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    return trace
 
-    by_name = dict(modules)
+
+def discover_se_blocks(model: nn.Module, input_size: int | tuple[int, int]) -> list[SEBlock]:
+    """Every SE block of ``model`` with the (C, H, W) it sees at ``input_size``, in forward order."""
+    modules = dict(find_se_modules(model))
+    if not modules:
+        raise TilesearchError(f"{type(model).__name__} has no squeeze-and-excite block (nothing to tile)")
     blocks = []
-    for name in order:
-        channels, height, width = seen[name]
-        module, family = by_name[name], flavour_of(by_name[name]).family
+    for name, (channels, height, width) in _trace(model, input_size).se_inputs.items():
+        module, family = modules[name], flavour_of(modules[name]).family
         blocks.append(
             SEBlock(
                 name=name,
@@ -108,3 +144,8 @@ def discover_se_blocks(model: nn.Module, input_size: int | tuple[int, int]) -> l
             )
         )
     return blocks
+
+
+def largest_activation(model: nn.Module, input_size: int | tuple[int, int]) -> int:
+    """Elements of the largest tensor any layer of ``model`` outputs for one image at ``input_size``."""
+    return _trace(model, input_size).largest_activation

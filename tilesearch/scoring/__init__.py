@@ -7,7 +7,7 @@ re-tiled in place per config, and images decoded once.
 
 from tilesearch.scoring._classifier import Score, Scorer, kl_divergence, model_num_classes
 from tilesearch.scoring._detector import DetectionScore, DetectionScorer, coco_map, pseudo_ground_truth
-from tilesearch.scoring._device import resolve_device
+from tilesearch.scoring._device import available_memory, check_memory, memory_estimate, resolve_device
 from tilesearch.scoring._evaluate import DETECTOR_MEAN, DETECTOR_STD, evaluate_config, evaluate_detection
 from tilesearch.scoring._heatmap import save_heatmap
 from tilesearch.scoring._sensitivity import PrefixCache, SensitivityRow, scan
@@ -21,10 +21,13 @@ __all__ = [
     "Score",
     "Scorer",
     "SensitivityRow",
+    "available_memory",
+    "check_memory",
     "coco_map",
     "evaluate_config",
     "evaluate_detection",
     "kl_divergence",
+    "memory_estimate",
     "model_num_classes",
     "pseudo_ground_truth",
     "resolve_device",

@@ -20,6 +20,7 @@ from tilesearch.data import (
 from tilesearch.nn import discover_se_blocks, find_se_modules
 from tilesearch.scoring._classifier import Scorer
 from tilesearch.scoring._detector import DetectionScorer
+from tilesearch.scoring._device import check_memory
 from tilesearch.zoo import default_input_size, load_model, model_source
 
 
@@ -58,6 +59,7 @@ def evaluate_config(
     seed: int = 0,
     batch_size: int = 256,
     device: str | None = None,
+    memory_check: bool = True,
 ) -> dict:
     """Score one config of a named classifier on an image folder: accuracy, agreement and KL vs SE, buffer."""
     dataset = image_folder(data)
@@ -65,6 +67,8 @@ def evaluate_config(
     preprocessing = resolve_preprocessing(model, input_size, crop_pct, interpolation, mean, std)
     config, report = _config_and_cost(model, tiles, preprocessing.input_size, profile)
     indices, _ = stratified_split([label for _, label in dataset.samples], limit, seed)
+    if memory_check:
+        check_memory(model, preprocessing.input_size, batch_size, len(indices), device)
     scorer = Scorer(model, decode_images(data, preprocessing, indices), preprocessing, batch_size, device)
     score = scorer.score(config)
     se_correct = int((scorer.se_predictions == scorer.images.labels).sum())
@@ -86,6 +90,7 @@ def evaluate_detection(
     profile: str = "ideal",
     batch_size: int = 8,
     device: str | None = None,
+    memory_check: bool = True,
 ) -> dict:
     """Score one config of an effdet detector: mAP against ``annotations`` and pseudo-mAP against SE."""
     if model_source(model_name).task != DETECTOR:
@@ -97,6 +102,8 @@ def evaluate_detection(
     model = load_model(model_name, pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
     config, report = _config_and_cost(model, tiles, size, profile)
     image_ids = sorted(coco.imgs)[:limit] if limit else sorted(coco.imgs)
+    if memory_check:
+        check_memory(model, size, batch_size, len(image_ids), device)
     images = decode_detection_images(images_dir, coco, image_ids, size, DETECTOR_MEAN)
     scorer = DetectionScorer(model, images, DETECTOR_MEAN, DETECTOR_STD, ground_truth=coco,
                              pseudo_threshold=pseudo_threshold, batch_size=batch_size, device=device)

@@ -8,7 +8,7 @@
 """
 
 from tilesearch.search._objective import SCORE_KEYS, Search
-from tilesearch.search._prepare import prepare_resume, prepare_search, save_run
+from tilesearch.search._prepare import check_settings, prepare_resume, prepare_search, save_run
 from tilesearch.search._results import baseline_trial, best_trial, front, pareto_frame, trials_frame, write_outputs
 from tilesearch.search._run_folder import blocks_from_run, load_study_of_run, read_run_file
 from tilesearch.search._runner import RunResult, check_trial_budget, holdout_report, run_search, write_search_outputs
@@ -41,6 +41,7 @@ __all__ = [
     "best_trial",
     "best_within",
     "blocks_from_run",
+    "check_settings",
     "check_trial_budget",
     "completed_trials",
     "default_study_name",

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tilesearch.core import TilesearchError, UnknownNameError, format_count, is_share, load_profile, load_space, parse_budget
+from tilesearch.core import (
+    TilesearchError,
+    UnknownNameError,
+    format_count,
+    is_share,
+    load_profile,
+    load_space,
+    parse_budget,
+    parse_share,
+)
 from tilesearch.nn import discover_se_blocks
 from tilesearch.search._objective import Search
 from tilesearch.search._run_folder import default_storage, read_run_file, run_document, save_run_file
 from tilesearch.search._settings import STRATEGIES, RunSettings, default_study_name, make_sampler
-from tilesearch.search._tasks import Task, task_of
+from tilesearch.search._storage import absolute_storage
+from tilesearch.search._tasks import task_of
 
 
-def _check(settings: RunSettings, task: Task, grouping: str) -> None:
-    """Settings a user typed, refused with one line before any model or image is loaded."""
+def check_settings(settings: RunSettings) -> RunSettings:
+    """Settings a user typed, refused with one line before any model or image is loaded or anything is
+    written; returns them with the task's default metric."""
+    task = task_of(settings.model)
+    settings = task.with_default_metric(settings)
+    profile, grouping = load_profile(settings.profile), load_space(settings.space).grouping
+    make_sampler(settings.sampler, settings.seed)
     task.check(settings)
     if settings.strategy is not None and settings.strategy not in STRATEGIES:
         raise UnknownNameError(f"unknown strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
@@ -23,6 +38,9 @@ def _check(settings: RunSettings, task: Task, grouping: str) -> None:
         raise TilesearchError(f"invalid batch size {settings.batch_size}: expected a positive integer")
     if settings.val_subset is not None and settings.val_subset < 1:
         raise TilesearchError(f"invalid validation subset {settings.val_subset}: expected a positive number of images")
+    if settings.budget is not None:  # its syntax and range; a share becomes elements once the model is known
+        parse_share(settings.budget) if is_share(settings.budget) else parse_budget(settings.budget, profile)
+    return settings
 
 
 def prepare_search(
@@ -38,13 +56,8 @@ def prepare_search(
     Storage: ``storage``, else the one the run folder already records, else a file in the run
     folder: SQLite, or a journal file when ``parallel`` workers will share it.
     """
-    task = task_of(settings.model)
-    settings = task.with_default_metric(settings)
-    space, profile = load_space(settings.space), load_profile(settings.profile)
-    make_sampler(settings.sampler, settings.seed)
-    _check(settings, task, space.grouping)
-    if settings.budget is not None and not is_share(settings.budget):
-        parse_budget(settings.budget, profile)  # fail on a malformed budget before loading anything
+    settings = check_settings(settings)
+    task, space, profile = task_of(settings.model), load_space(settings.space), load_profile(settings.profile)
     name = study_name or default_study_name(settings)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
     parts = task.build(settings, run_dir)
@@ -56,7 +69,7 @@ def prepare_search(
             f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
             f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
         )
-    storage_url = storage or default_storage(run_dir, parallel)
+    storage_url = absolute_storage(storage, Path.cwd()) if storage else default_storage(run_dir, parallel)
     return Search(settings, task, run_dir, name, storage_url, blocks, space, profile, budget, parts)
 
 
@@ -70,5 +83,5 @@ def prepare_resume(run_dir: str | Path) -> Search:
 def save_run(search: Search) -> Path:
     """``run.yaml`` of a search: settings, study location and the model's SE blocks."""
     document = run_document(search.study_name, search.storage_url, search.settings.to_dict(),
-                            search.preprocessing.to_dict(), search.budget, search.blocks)
+                            search.preprocessing.to_dict(), search.budget, search.blocks, search.run_dir)
     return save_run_file(search.run_dir, document)

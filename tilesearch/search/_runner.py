@@ -22,7 +22,7 @@ from tilesearch.search._objective import Search
 from tilesearch.search._prepare import save_run
 from tilesearch.search._results import best_trial, write_outputs
 from tilesearch.search._seeding import seed_from_surrogate
-from tilesearch.search._study import completed_trials, set_target, study_metric
+from tilesearch.search._study import add_to_target, completed_trials, set_target, study_metric, study_target
 from tilesearch.search._workers import run_workers, work
 
 
@@ -65,18 +65,23 @@ def write_search_outputs(search: Search, study: optuna.Study) -> dict[str, Path]
                          search.profile, search.budget)
 
 
+DEFAULT_TRIALS = 40
+
+
 def run_search(
     search: Search,
-    n_trials: int | None = 40,
+    n_trials: int | None = None,
     timeout: float | None = None,
     show_progress: bool = True,
     workers: int = 1,
     report_holdout: bool = True,
 ) -> RunResult:
-    """Open (or continue) the study, run ``n_trials`` more trials, write the run folder's outputs.
+    """Open (or continue) the study, take trials until it has its target of complete trials, write the outputs.
 
-    The study's target becomes its completed trials plus ``n_trials``; ``workers`` > 1 starts that
-    many worker processes on it (see :func:`run_workers`), and more may join from elsewhere.
+    A new study's target is ``n_trials`` (40 by default); on an existing one ``n_trials`` more are added to
+    the target, and without it the target the study already has is finished (an interrupted run completes
+    what it was asked for). Concurrent commands on one study add up. ``workers`` > 1 starts that many
+    worker processes on it (see :func:`run_workers`), and more may join from elsewhere.
     ``report_holdout`` scores SE and the best config on the held-out images at the end.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -88,14 +93,19 @@ def run_search(
     study = search.open_study()
     save_run(search)
     before = len(completed_trials(study))
-    set_target(study, before + n_trials)
+    if study_target(study) is None:  # a new study (or one from a version that recorded no target)
+        set_target(study, before + (n_trials or DEFAULT_TRIALS))
+    elif n_trials:
+        add_to_target(study, n_trials)
+    target = study_target(study)
     if search.strategy == "surrogate":
-        seed_from_surrogate(search, study, n_trials, show_progress)
+        seed_from_surrogate(search, study, target - before, show_progress)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}")]
     problems: list[str] = []
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
-        task = progress.add_task("trials" if workers == 1 else f"trials ({workers} workers)", total=n_trials, status="")
+        label = "trials" if workers == 1 else f"trials ({workers} workers)"
+        task = progress.add_task(label, total=max(target - before, 0), status="")
         update = _progress_callback(progress, task, before)
         if workers == 1:
             finished = work(search, study, timeout=timeout, on_trial=update)
@@ -104,7 +114,7 @@ def run_search(
     written = write_search_outputs(search, study)
     holdout = holdout_report(search, study) if finished and report_holdout else None
     return RunResult(search.run_dir, study, before, len(completed_trials(study)), not finished, written, holdout,
-                     problems, before + n_trials)
+                     problems, target)
 
 
 def holdout_report(search: Search, study: optuna.Study) -> dict | None:

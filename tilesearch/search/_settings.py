@@ -55,6 +55,7 @@ class RunSettings:
     strategy: str | None = None  # surrogate (default for per-block spaces) or sampler
     batch_size: int = 256
     device: str | None = None
+    memory_check: bool = True  # refuse an input size whose forward would not fit the device's memory
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -95,6 +95,26 @@ def is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith((".log", ".jsonl"))
 
 
+def storage_file(url: str) -> Path | None:
+    """The file of a file storage (SQLite or journal), as written in its URL; None for a database server."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if is_journal(url):
+        return Path(url.removeprefix("journal:"))
+    return None
+
+
+def with_file(url: str, file: Path) -> str:
+    """``url`` of the same kind, pointing at ``file``."""
+    return f"sqlite:///{file}" if url.startswith("sqlite:///") else f"journal:{file}" if url.startswith("journal:") else str(file)
+
+
+def absolute_storage(url: str, base: Path) -> str:
+    """A file storage's URL with a relative path resolved against ``base``; other URLs as they are."""
+    file = storage_file(url)
+    return url if file is None or file.is_absolute() else with_file(url, (base / file).resolve())
+
+
 def make_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; ``must_exist`` refuses a journal or SQLite file that is not there yet."""
     if url.startswith(("sqlite:", "postgresql", "mysql")):

@@ -6,6 +6,8 @@ optimise" goes through this module.
 
 from __future__ import annotations
 
+import uuid
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -13,6 +15,7 @@ from tilesearch.core import Metric, get_metric
 
 COMPLETE = TrialState.COMPLETE
 TARGET_ATTR = "target_trials"
+GRANT_PREFIX = "target_grant:"
 
 
 def trials_in(study: optuna.Study, *states: TrialState) -> list[FrozenTrial]:
@@ -49,9 +52,19 @@ def study_metric(study: optuna.Study) -> Metric:
 
 
 def set_target(study: optuna.Study, target: int) -> None:
-    """How many COMPLETE trials the study wants; workers stop when it has them."""
+    """How many COMPLETE trials a new study wants; workers stop when it has them."""
     study.set_user_attr(TARGET_ATTR, int(target))
 
 
+def add_to_target(study: optuna.Study, trials: int) -> None:
+    """Ask for ``trials`` more. Each request is its own attribute, so concurrent requests add up instead of
+    overwriting each other (Optuna has no atomic read-modify-write of an attribute)."""
+    study.set_user_attr(f"{GRANT_PREFIX}{uuid.uuid4().hex}", int(trials))
+
+
 def study_target(study: optuna.Study) -> int | None:
-    return study.user_attrs.get(TARGET_ATTR)
+    """The COMPLETE trials the study wants: its first target plus every request for more; None if it has none."""
+    attrs = study.user_attrs
+    if TARGET_ATTR not in attrs:
+        return None
+    return attrs[TARGET_ATTR] + sum(value for key, value in attrs.items() if key.startswith(GRANT_PREFIX))

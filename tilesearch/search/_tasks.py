@@ -26,7 +26,7 @@ from tilesearch.data import (
     resolve_preprocessing,
     stratified_split,
 )
-from tilesearch.scoring import DETECTOR_MEAN, DETECTOR_STD, DetectionScorer, Scorer
+from tilesearch.scoring import DETECTOR_MEAN, DETECTOR_STD, DetectionScorer, Scorer, check_memory
 from tilesearch.search._settings import RunSettings
 from tilesearch.zoo import default_input_size, load_model, model_source
 
@@ -93,6 +93,10 @@ class ClassifierTask(Task):
         )
         labels = [label for _, label in dataset.samples]
         search_indices, rest = stratified_split(labels, settings.val_subset, settings.seed)
+        if settings.memory_check:
+            held_out = len(image_folder(settings.holdout).samples) if settings.holdout else len(rest)
+            check_memory(model, preprocessing.input_size, settings.batch_size, len(search_indices) + held_out,
+                         settings.device)
 
         def scorer_on(root: str, indices: list[int] | None, description: str) -> Scorer:
             images = decode_images(root, preprocessing, indices, cache_dir=run_dir / "cache", description=description)
@@ -140,6 +144,8 @@ class DetectorTask(Task):
         ids = random_subset(list(coco.imgs), settings.val_subset, settings.seed)
         # Two passes at 768 px over all of COCO val would dwarf the search: the report takes a sample.
         rest = random_subset(sorted(set(coco.imgs) - set(ids)), DETECTION_HOLDOUT, settings.seed + 1)
+        if settings.memory_check:
+            check_memory(model, size, min(settings.batch_size, 8), len(ids) + len(rest), settings.device)
 
         def scorer_on(image_ids: list[int], description: str) -> DetectionScorer:
             images = decode_detection_images(settings.data, coco, image_ids, size, mean, run_dir / "cache", description)

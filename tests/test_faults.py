@@ -153,3 +153,104 @@ def test_resume_without_n_trials_finishes_the_target_and_adds_nothing_more(finis
     result = runner.invoke(app, ["resume", str(copy)])
     assert result.exit_code == 0, result.output
     assert trials_of(copy) == 3 and "(3 trials, 0 new)" in result.stdout
+
+
+# ---------------------------------------------------------------------------- damaged files and folders
+
+
+def test_invalid_yaml_in_a_run_file_is_one_line_with_its_line(finished_run, tmp_path):
+    copy = copy_of(finished_run, tmp_path)
+    text = (copy / "run.yaml").read_text().splitlines()
+    text[2] = "settings: [unclosed"
+    (copy / "run.yaml").write_text("\n".join(text))
+    for command in (["pareto", str(copy)], ["resume", str(copy)], ["export", str(copy)]):
+        assert_user_error(runner.invoke(app, command), "run file", "not valid YAML at line")
+
+
+def test_invalid_yaml_in_a_space_or_profile_names_the_line(demo_val, tmp_path):
+    (tmp_path / "space.yaml").write_text("choices: [GAP, 7xW\ngrouping: per_block\n")
+    assert_user_error(runner.invoke(app, run_args(demo_val, tmp_path, "--space", str(tmp_path / "space.yaml"))),
+                      "space.yaml", "not valid YAML at line")
+    (tmp_path / "hw.yaml").write_text("granularity: tile\n  bytes_per_element: 2\n")
+    assert_user_error(runner.invoke(app, ["buffer", "regnety_002", "--profile", str(tmp_path / "hw.yaml")]),
+                      "hw.yaml", "not valid YAML at line 2")
+
+
+@pytest.fixture
+def damaged_images(demo_val, tmp_path) -> Path:
+    folder = Path(shutil.copytree(demo_val, tmp_path / "damaged"))
+    first, second = sorted((folder / "red").glob("*.png"))[:2]
+    first.write_bytes(first.read_bytes()[:300])  # truncated
+    second.write_text("not an image at all")
+    return folder
+
+
+def test_unreadable_images_are_skipped_and_named_or_refused_with_strict_data(damaged_images):
+    args = ["eval", "--model", DEMO_MODEL_NAME, "--pretrained", "--data", str(damaged_images), "--tile", "7xW", "--json"]
+    with pytest.warns(UserWarning, match="00"):
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads(result.stdout)
+    assert report["total"] == 8 * 15 - 2 and len(report["skipped"]) == 2
+    assert_user_error(runner.invoke(app, [*args, "--strict-data"]), "cannot be read", "--strict-data")
+
+
+def test_a_run_counts_skipped_images_in_its_summary_and_holdout(damaged_images, tmp_path):
+    with pytest.warns(UserWarning):
+        result = runner.invoke(app, run_args(damaged_images, tmp_path, "--val-subset", "100", "--n-trials", "2",
+                                             "--study-name", "d"))
+    assert result.exit_code == 0, result.output
+    holdout = yaml.safe_load((tmp_path / "d" / "holdout.yaml").read_text())
+    assert "unreadable images skipped" in result.stdout
+    assert holdout["images"] + len(holdout["skipped"]) == 8 * 15 - 100
+
+
+def test_an_empty_class_folder_is_named(demo_val, tmp_path):
+    folder = Path(shutil.copytree(demo_val, tmp_path / "data"))
+    shutil.rmtree(folder / "red")
+    (folder / "red").mkdir()
+    assert_user_error(runner.invoke(app, run_args(folder, tmp_path)), "data/red'", "holds no images")
+
+
+def test_a_failed_export_leaves_no_partial_export(finished_run, tmp_path, monkeypatch):
+    import tilesearch.deploy._export as export_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the ONNX exporter failed")
+
+    monkeypatch.setattr(export_module, "export_onnx", broken)
+    result = runner.invoke(app, ["export", str(finished_run), "--out", str(tmp_path / "export")])
+    assert result.exit_code != 0
+    assert list((tmp_path / "export").iterdir()) == []
+    monkeypatch.undo()
+    result = runner.invoke(app, ["export", str(finished_run), "--out", str(tmp_path / "export")])
+    assert result.exit_code == 0, result.output
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "export").iterdir()}
+    assert set(modes) == {"config.yaml", "model.safetensors", "model.onnx", "export.json"}
+    assert len(set(modes.values())) == 1  # safetensors' file is no longer private while the rest is not
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_without_a_traceback(demo_val, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from optuna.trial import TrialState
+
+    command = [sys.executable, "-m", "tilesearch", *run_args(demo_val, tmp_path, "--n-trials", "500", "--study-name", "t")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((tmp_path / "t" / "run.yaml").is_file() and trials_of(tmp_path / "t") >= 2):
+        time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "failed with" not in stderr and "tilesearch resume" in stderr
+    states = {trial.state for trial in load_study_of_run(read_run_file(tmp_path / "t")).get_trials()}
+    assert TrialState.RUNNING not in states

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from tilesearch.core import atomic_path, write_text_atomically
+from tilesearch.core import TilesearchWarning, atomic_path, staged_files, write_text_atomically
 from tilesearch.data import load_cache, save_cache
 
 
@@ -63,5 +63,20 @@ def test_a_truncated_or_foreign_cache_is_a_miss(tmp_path):
     assert set(load_cache(path, ("pixels", "labels"))) == {"pixels", "labels"}
     assert load_cache(path, ("pixels", "scales")) is None
     path.write_bytes(path.read_bytes()[:100])
-    assert load_cache(path, ("pixels", "labels")) is None
+    with pytest.warns(TilesearchWarning, match="images-0.pt"):
+        assert load_cache(path, ("pixels", "labels")) is None
     assert load_cache(tmp_path / "missing.pt", ("pixels",)) is None
+
+
+def test_staged_files_arrive_together_or_not_at_all(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("a user's file")
+    with pytest.raises(RuntimeError):
+        with staged_files(tmp_path / "out", last="export.json") as staging:
+            (staging / "config.yaml").write_text("x")
+            raise RuntimeError("the ONNX check failed")
+    assert os.listdir(tmp_path / "out") == ["mine.txt"] and os.listdir(tmp_path) == ["out"]
+    with staged_files(tmp_path / "out", last="export.json") as staging:
+        for name in ("export.json", "model.onnx", "config.yaml"):
+            (staging / name).write_text(name)
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.yaml", "export.json", "mine.txt", "model.onnx"]

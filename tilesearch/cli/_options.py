@@ -107,8 +107,10 @@ COMPUTE = [
     _option("skip_memory_check", Annotated[bool, typer.Option(
         "--skip-memory-check", help="Run even when the estimated memory of the images and one batch's forward "
                                     "exceeds what the device has free.")], False),
+    _option("strict_data", Annotated[bool, typer.Option(
+        "--strict-data", help="Refuse an unreadable image instead of skipping it with a warning.")], False),
 ]
-"""Where and in what batches the network runs."""
+"""Where and how the network runs on the images."""
 
 FINETUNING = [
     _option("train_annotations", Annotated[Optional[str], typer.Option(

@@ -42,7 +42,7 @@ def model_options(options: dict) -> dict:
 def compute_options(options: dict) -> dict:
     """The COMPUTE options of a command as keyword arguments of the Python API."""
     return {"batch_size": options["batch_size"], "device": options["device"],
-            "memory_check": not options["skip_memory_check"]}
+            "memory_check": not options["skip_memory_check"], "strict_data": options["strict_data"]}
 
 
 def check_positive(value: float | None, what: str, unit: str = "a positive integer") -> None:

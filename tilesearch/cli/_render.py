@@ -72,6 +72,9 @@ def print_summary(result, document: dict) -> None:
             f"held-out ({result.holdout['images']} images): {shown.name} SE {shown.format(se[shown.name])}, "
             f"best (trial {best['trial']}) {shown.format(best[shown.name])}"
         )
+    skipped = len(result.skipped) + len(result.holdout["skipped"] if result.holdout else [])
+    if skipped:
+        console.print(f"{skipped} unreadable images skipped (named in the warnings above; the held-out ones in holdout.yaml)")
     console.print(f"outputs in {run_dir}/: " + ", ".join(sorted(result.written)))
 
 

@@ -20,11 +20,12 @@ from tilesearch.core._cost import (
     parse_budget,
     parse_share,
 )
-from tilesearch.core._errors import DataError, StudyError, TilesearchError, UnknownNameError
-from tilesearch.core._files import atomic_path, write_text_atomically
+from tilesearch.core._errors import DataError, StudyError, TilesearchError, TilesearchWarning, UnknownNameError
+from tilesearch.core._files import atomic_path, staged_files, write_text_atomically
 from tilesearch.core._metrics import CLASSIFIER, DETECTOR, METRICS, Metric, get_metric, metrics_for
 from tilesearch.core._spaces import GROUPINGS, Param, SearchSpace, available_spaces, distinct_choices, load_space
 from tilesearch.core._tiles import ACCEPTED_FORMS, GAP, TileChoice, TileConfig, TileSpec, parse_tile, tile_config
+from tilesearch.core._yaml import parse_yaml, read_yaml
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -49,6 +50,7 @@ __all__ = [
     "TileConfigFile",
     "TileSpec",
     "TilesearchError",
+    "TilesearchWarning",
     "UnknownNameError",
     "atomic_path",
     "available_profiles",
@@ -66,7 +68,10 @@ __all__ = [
     "parse_budget",
     "parse_share",
     "parse_tile",
+    "parse_yaml",
+    "read_yaml",
     "save_config",
+    "staged_files",
     "tile_config",
     "write_text_atomically",
 ]

@@ -24,9 +24,10 @@ from pathlib import Path
 import yaml
 
 from tilesearch.core._cost import BufferReport
-from tilesearch.core._errors import DataError, TilesearchError
+from tilesearch.core._errors import TilesearchError
 from tilesearch.core._files import write_text_atomically
 from tilesearch.core._tiles import TileSpec, parse_tile
+from tilesearch.core._yaml import read_yaml
 
 SCHEMA = "tilesearch/tile-config"
 VERSION = 1
@@ -91,14 +92,7 @@ def save_config(path: str | Path, document: dict) -> Path:
 def load_config(path: str | Path) -> TileConfigFile:
     """Read and validate a tile-config YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as error:
-        raise DataError(f"config file {str(path)!r} does not exist") from error
-    except OSError as error:
-        raise DataError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        raise DataError(f"config file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from error
+    data = read_yaml(path, "config file")
     where = f"config file {str(path)!r}"
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise TilesearchError(f"{where} is not a tilesearch tile config (expected 'schema: {SCHEMA}')")

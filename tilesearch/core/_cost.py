@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from tilesearch.core._blocks import SEBlock
 from tilesearch.core._errors import TilesearchError, UnknownNameError
 from tilesearch.core._tiles import TileChoice, TileConfig, TileSpec, tile_config
+from tilesearch.core._yaml import parse_yaml
 
 GRANULARITIES = ("tile", "rows")
 
@@ -65,7 +64,7 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
         raise UnknownNameError(
             f"unknown profile {str(name_or_path)!r}: expected one of {', '.join(available_profiles())} or a .yaml file"
         )
-    data = yaml.safe_load(text) or {}
+    data = parse_yaml(text, f"profile {str(name_or_path)!r}") or {}
     unknown = set(data) - {"name", "granularity", "bytes_per_element", "description"}
     if unknown:
         raise TilesearchError(f"profile {str(name_or_path)!r} has unknown keys: {', '.join(sorted(unknown))}")

@@ -22,3 +22,7 @@ class DataError(TilesearchError):
 
 class StudyError(TilesearchError):
     """A run folder or Optuna study that cannot be opened, or was made with other settings."""
+
+
+class TilesearchWarning(UserWarning):
+    """Something tilesearch worked around (an unreadable cache, a skipped image) that a user should know of."""

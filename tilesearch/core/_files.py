@@ -56,3 +56,20 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+@contextmanager
+def staged_files(folder: str | os.PathLike, last: str | None = None) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``folder``; when the block succeeds, its files move into ``folder``
+    (``last``, a manifest, after the others). A failed block leaves ``folder`` as it was: all or nothing."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = _temporary_name(folder)
+    staging.mkdir()
+    try:
+        yield staging
+        for file in sorted(staging.iterdir(), key=lambda path: path.name == last):
+            file.chmod(_default_mode())
+            file.replace(folder / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

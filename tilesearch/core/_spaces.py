@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from tilesearch.core._blocks import SEBlock
 from tilesearch.core._cost import HardwareProfile
 from tilesearch.core._errors import TilesearchError, UnknownNameError
 from tilesearch.core._tiles import TileSpec, parse_tile
+from tilesearch.core._yaml import parse_yaml
 
 GROUPINGS = ("per_block", "per_stage", "uniform")
 _KEYS = {"choices", "grouping", "stages", "description"}
@@ -108,10 +107,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             f"unknown search space {str(name_or_path)!r}: expected one of {', '.join(available_spaces())} or a .yaml file"
         )
     where = f"search space {label!r}"
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise TilesearchError(f"{where} is not valid YAML: {str(error).splitlines()[0]}") from error
+    data = parse_yaml(text, where) or {}
     if not isinstance(data, dict):
         raise TilesearchError(f"{where} must be a mapping with 'choices' and 'grouping'")
     unknown = set(data) - _KEYS

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
 
-from tilesearch.core import atomic_path
+from tilesearch.core import TilesearchWarning, atomic_path
 
 
 def cache_file(cache_dir: Path, root: Path, samples: list[tuple[str, int]], recipe: dict) -> Path:
@@ -27,7 +28,10 @@ def load_cache(path: Path | None, keys: tuple[str, ...]) -> dict[str, torch.Tens
         return None
     try:
         tensors = torch.load(path, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+        reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        warnings.warn(f"image cache {str(path)!r} cannot be read ({reason}); decoding the images again",
+                      TilesearchWarning, stacklevel=2)
         return None  # truncated or corrupt: a miss, rewritten by save_cache
     return tensors if isinstance(tensors, dict) and all(key in tensors for key in keys) else None
 

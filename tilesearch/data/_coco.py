@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from tilesearch.core import DataError
 from tilesearch.data._cache import cache_file, load_cache, save_cache
+from tilesearch.data._decode import decode_all, refuse_skipped
 
 
 def load_coco(images_dir: str | Path, annotations: str | Path):
@@ -79,6 +80,7 @@ class DetectionImages:
     image_ids: list[int]
     scales: Tensor  # (N,) original / resized
     sizes: Tensor  # (N, 2) original (width, height)
+    skipped: list[str] = field(default_factory=list)  # files that could not be read (not in image_ids)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -92,30 +94,38 @@ def decode_detection_images(
     mean: tuple[float, float, float],
     cache_dir: Path | None = None,
     description: str = "decoding images",
+    strict: bool = False,
 ) -> DetectionImages:
-    """effdet's eval preprocessing (ResizePad, fill with the mean colour) applied once, cached in ``cache_dir``."""
+    """effdet's eval preprocessing (ResizePad, fill with the mean colour) applied once, cached in ``cache_dir``.
+
+    An unreadable image is skipped with a warning (``DetectionImages.skipped``), or refused when ``strict``."""
     from effdet.data.transforms import transforms_coco_eval
     from PIL import Image
-    from rich.progress import track
 
     paths = [(str(Path(images_dir) / coco.imgs[i]["file_name"]), i) for i in image_ids]
     recipe = {"detector": "ResizePad", "size": list(image_size), "mean": list(mean)}
     cached = None if cache_dir is None else cache_file(cache_dir, Path(images_dir), paths, recipe)
     tensors = load_cache(cached, ("pixels", "scales", "sizes"))
     if tensors is not None:
-        return DetectionImages(tensors["pixels"], list(image_ids), tensors["scales"], tensors["sizes"])
+        refuse_skipped(tensors.get("skipped", []), strict)
+        ids = tensors["image_ids"].tolist() if "image_ids" in tensors else list(image_ids)
+        return DetectionImages(tensors["pixels"], ids, tensors["scales"], tensors["sizes"], tensors.get("skipped", []))
     transform = transforms_coco_eval(image_size, interpolation="bilinear", use_prefetcher=True, fill_color="mean", mean=mean)
     pixels = torch.empty((len(image_ids), 3, *image_size), dtype=torch.uint8)
-    scales, sizes = [], []
-    for i, (path, image_id) in enumerate(track(paths, description=description, transient=True)):
-        info = coco.imgs[image_id]
+    scales = []
+
+    def decode_one(position: int, path: str) -> None:
         with Image.open(path) as image:
             array, anno = transform(image.convert("RGB"), {})
-        pixels[i] = torch.as_tensor(array)
+        pixels[position] = torch.as_tensor(array)
         scales.append(anno["img_scale"])
-        sizes.append((info["width"], info["height"]))
-    images = DetectionImages(pixels, list(image_ids), torch.tensor(scales, dtype=torch.float32), torch.tensor(sizes))
-    save_cache(cached, {"pixels": images.pixels, "scales": images.scales, "sizes": images.sizes})
+
+    kept, skipped = decode_all([path for path, _ in paths], decode_one, strict, description)
+    ids = [image_ids[i] for i in kept]
+    sizes = torch.tensor([(coco.imgs[i]["width"], coco.imgs[i]["height"]) for i in ids]).reshape(-1, 2)
+    images = DetectionImages(pixels[: len(kept)], ids, torch.tensor(scales, dtype=torch.float32), sizes, skipped)
+    save_cache(cached, {"pixels": images.pixels, "scales": images.scales, "sizes": images.sizes,
+                        "image_ids": torch.tensor(ids, dtype=torch.long), "skipped": skipped})
     return images
 
 

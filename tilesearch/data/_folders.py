@@ -31,6 +31,11 @@ def image_folder(root: str | Path):
     flat = sorted(str(p) for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
     if flat and not any(p.is_dir() for p in root.iterdir()):
         return FlatFolder(flat)
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    empty = [p.name for p in classes if not any(f.suffix.lower() in IMG_EXTENSIONS for f in p.rglob("*") if f.is_file())]
+    if classes and len(empty) < len(classes) and empty:
+        raise DataError(f"class folder {str(root / empty[0])!r} holds no images (ImageFolder needs at least one per class; "
+                        f"remove the folder or add images)")
     try:
         return ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as error:

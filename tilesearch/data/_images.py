@@ -9,13 +9,14 @@ No trial ever decodes an image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from tilesearch.data._cache import cache_file, load_cache, save_cache
+from tilesearch.data._decode import decode_all, refuse_skipped
 from tilesearch.data._folders import image_folder
 from tilesearch.data._preprocessing import Preprocessing
 
@@ -27,6 +28,7 @@ class ImageSet:
     pixels: Tensor
     labels: Tensor
     classes: list[str]
+    skipped: list[str] = field(default_factory=list)  # files that could not be read
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,9 +40,11 @@ def decode_images(
     indices: list[int] | None = None,
     cache_dir: Path | None = None,
     description: str = "decoding images",
+    strict: bool = False,
 ) -> ImageSet:
-    """Decode (a subset of) an ImageFolder once into uint8 tensors, reusing ``cache_dir`` if given."""
-    from rich.progress import track
+    """Decode (a subset of) an ImageFolder once into uint8 tensors, reusing ``cache_dir`` if given.
+
+    An unreadable image is skipped with a warning (``ImageSet.skipped``), or refused when ``strict``."""
     from timm.data import create_transform
 
     dataset = image_folder(root)
@@ -48,7 +52,8 @@ def decode_images(
     cached = None if cache_dir is None else cache_file(cache_dir, Path(root), samples, preprocessing.to_dict())
     tensors = load_cache(cached, ("pixels", "labels"))
     if tensors is not None:
-        return ImageSet(tensors["pixels"], tensors["labels"], dataset.classes)
+        refuse_skipped(tensors.get("skipped", []), strict)
+        return ImageSet(tensors["pixels"], tensors["labels"], dataset.classes, tensors.get("skipped", []))
     transform = create_transform(
         input_size=(3, *preprocessing.input_size),
         interpolation=preprocessing.interpolation,
@@ -59,8 +64,12 @@ def decode_images(
         use_prefetcher=True,  # stop at uint8 pixels; normalise per batch later
     )
     pixels = torch.empty((len(samples), 3, *preprocessing.input_size), dtype=torch.uint8)
-    for i, (path, _) in enumerate(track(samples, description=description, transient=True)):
-        pixels[i] = torch.as_tensor(transform(dataset.loader(path)))  # uint8, numpy or tensor by timm version
-    labels = torch.tensor([label for _, label in samples], dtype=torch.long)
-    save_cache(cached, {"pixels": pixels, "labels": labels})
-    return ImageSet(pixels, labels, dataset.classes)
+
+    def decode_one(position: int, path: str) -> None:
+        pixels[position] = torch.as_tensor(transform(dataset.loader(path)))  # uint8, numpy or tensor by timm version
+
+    kept, skipped = decode_all([path for path, _ in samples], decode_one, strict, description)
+    pixels = pixels[: len(kept)]  # a view: no copy when nothing was skipped
+    labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
+    save_cache(cached, {"pixels": pixels, "labels": labels, "skipped": skipped})
+    return ImageSet(pixels, labels, dataset.classes, skipped)

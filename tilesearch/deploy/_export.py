@@ -8,8 +8,8 @@ accept, with a static input shape, and is checked against PyTorch on real images
 from __future__ import annotations
 
 import json
-import os
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -18,11 +18,11 @@ from torch import nn
 from tilesearch.core import (
     DataError,
     TilesearchError,
-    atomic_path,
     buffer_report,
     config_document,
     load_profile,
     save_config,
+    staged_files,
     write_text_atomically,
 )
 from tilesearch.deploy._choice import choose_config
@@ -86,7 +86,10 @@ def export(
     out: str | Path | None = None,
     parity_images: int = 8,
 ) -> dict:
-    """Export the chosen config: YAML, weights (fine-tuned if ``final/`` matches) and ONNX."""
+    """Export the chosen config: YAML, weights (fine-tuned if ``final/`` matches) and ONNX.
+
+    All or nothing: the files are written to a staging folder and moved into ``out`` once every one of them
+    is written and checked, ``export.json`` (which lists them) last."""
     wanted = FORMATS if formats == "all" else (formats,)
     if any(fmt not in FORMATS for fmt in wanted):
         raise TilesearchError(f"unknown export format {formats!r}: expected one of {', '.join(FORMATS)} or all")
@@ -94,21 +97,25 @@ def export(
     choice = choose_config(run_dir, trial, config)
     document = read_run_file(run_dir)
     out = Path(out) if out is not None else run_dir / "export"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".probe{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise DataError(f"cannot write to {str(out)!r}: {error.strerror or error}") from error
+    with ExitStack() as stack:
+        try:
+            staging = stack.enter_context(staged_files(out, last="export.json"))
+        except OSError as error:
+            raise DataError(f"cannot write to {str(out)!r}: {error.strerror or error}") from error
+        result = _export_to(staging, run_dir, document, choice, wanted, parity_images)
+        result["files"] = {kind: str(out / Path(path).name) for kind, path in result["files"].items()}
+        write_text_atomically(staging / "export.json", json.dumps(result, indent=2))
+    return result
+
+
+def _export_to(folder: Path, run_dir: Path, document: dict, choice, wanted: tuple[str, ...], parity_images: int) -> dict:
     blocks = blocks_from_run(document)
-    profile = load_profile(document["settings"]["profile"])
-    report = buffer_report(blocks, choice.tiles, profile)
+    report = buffer_report(blocks, choice.tiles, load_profile(document["settings"]["profile"]))
     input_size = tuple(document["preprocessing"]["input_size"])
     result: dict = {"config": choice.label, "files": {}}
     if "yaml" in wanted:
-        path = save_config(out / "config.yaml", config_document(document["settings"]["model"], input_size, report,
-                                                                {"trial": choice.trial}))
+        path = save_config(folder / "config.yaml", config_document(document["settings"]["model"], input_size, report,
+                                                                   {"trial": choice.trial}))
         result["files"]["yaml"] = str(path)
     if "safetensors" in wanted or "onnx" in wanted:
         search = prepare_resume(run_dir)
@@ -121,13 +128,10 @@ def export(
         result["weights"] = "fine-tuned (final/model.safetensors)" if weights else "original SE weights"
         model = apply_tiles(model, choice.tiles).eval()
         if "safetensors" in wanted:
-            save_weights(model, out / "model.safetensors", metadata={"tilesearch_config": json.dumps(choice.tiles)})
-            result["files"]["safetensors"] = str(out / "model.safetensors")
+            path = save_weights(model, folder / "model.safetensors", metadata={"tilesearch_config": json.dumps(choice.tiles)})
+            result["files"]["safetensors"] = str(path)
         if "onnx" in wanted:
-            with atomic_path(out / "model.onnx") as tmp:
-                export_onnx(model, tmp, input_size)
-                result["onnx_max_abs_diff"] = onnx_parity(model, tmp, search.preprocessing.normalize(pixels))
-            result["files"]["onnx"] = str(out / "model.onnx")
-    write_text_atomically(out / "export.json", json.dumps(result, indent=2))
+            export_onnx(model, folder / "model.onnx", input_size)
+            result["onnx_max_abs_diff"] = onnx_parity(model, folder / "model.onnx", search.preprocessing.normalize(pixels))
+            result["files"]["onnx"] = str(folder / "model.onnx")
     return result
-

@@ -88,7 +88,7 @@ class ClassifierTraining(Training):
         labels = [label for _, label in dataset.samples]
         indices, _ = stratified_split(labels, max(_subset_size(train_subset, len(labels)), len(dataset.classes)), seed)
         images = decode_images(train_data, search.preprocessing, indices, cache_dir=search.run_dir / "cache",
-                               description="decoding training images")
+                               description="decoding training images", strict=search.settings.strict_data)
 
         def loss_of(index: Tensor, flip: Tensor) -> Tensor:
             pixels = flip_images(images.pixels[index], flip)
@@ -116,7 +116,8 @@ class DetectorTraining(Training):
         if beyond:
             raise DataError(f"training annotations use category id {beyond[0]}, but the detector has classes 1..{classes}")
         images = decode_detection_images(train_data, coco, ids, search.preprocessing.input_size,
-                                         search.preprocessing.mean, search.run_dir / "cache", "decoding training images")
+                                         search.preprocessing.mean, search.run_dir / "cache", "decoding training images",
+                                         strict=search.settings.strict_data)
         boxes, labels = detection_targets(coco, images)
         return len(images), detection_loss(model, images, boxes, labels, search.preprocessing.normalize, device)
 

@@ -60,6 +60,7 @@ def evaluate_config(
     batch_size: int = 256,
     device: str | None = None,
     memory_check: bool = True,
+    strict_data: bool = False,
 ) -> dict:
     """Score one config of a named classifier on an image folder: accuracy, agreement and KL vs SE, buffer."""
     dataset = image_folder(data)
@@ -69,10 +70,12 @@ def evaluate_config(
     indices, _ = stratified_split([label for _, label in dataset.samples], limit, seed)
     if memory_check:
         check_memory(model, preprocessing.input_size, batch_size, len(indices), device)
-    scorer = Scorer(model, decode_images(data, preprocessing, indices), preprocessing, batch_size, device)
+    images = decode_images(data, preprocessing, indices, strict=strict_data)
+    scorer = Scorer(model, images, preprocessing, batch_size, device)
     score = scorer.score(config)
     se_correct = int((scorer.se_predictions == scorer.images.labels).sum())
-    return {**score.to_dict(), "se_accuracy": se_correct / score.total, **_cost_fields(config, report)}
+    return {**score.to_dict(), "se_accuracy": se_correct / score.total, **_cost_fields(config, report),
+            "skipped": images.skipped}
 
 
 def evaluate_detection(
@@ -91,6 +94,7 @@ def evaluate_detection(
     batch_size: int = 8,
     device: str | None = None,
     memory_check: bool = True,
+    strict_data: bool = False,
 ) -> dict:
     """Score one config of an effdet detector: mAP against ``annotations`` and pseudo-mAP against SE."""
     if model_source(model_name).task != DETECTOR:
@@ -104,9 +108,10 @@ def evaluate_detection(
     image_ids = sorted(coco.imgs)[:limit] if limit else sorted(coco.imgs)
     if memory_check:
         check_memory(model, size, batch_size, len(image_ids), device)
-    images = decode_detection_images(images_dir, coco, image_ids, size, DETECTOR_MEAN)
+    images = decode_detection_images(images_dir, coco, image_ids, size, DETECTOR_MEAN, strict=strict_data)
     scorer = DetectionScorer(model, images, DETECTOR_MEAN, DETECTOR_STD, ground_truth=coco,
                              pseudo_threshold=pseudo_threshold, batch_size=batch_size, device=device)
     se = scorer.score(GAP)
     fields = _cost_fields(config, report)
-    return {**scorer.score(config).to_dict(), "se_map": se.map, **{k: fields[k] for k in ("buffer", "se_buffer", "tiles")}}
+    return {**scorer.score(config).to_dict(), "se_map": se.map, **{k: fields[k] for k in ("buffer", "se_buffer", "tiles")},
+            "skipped": images.skipped}

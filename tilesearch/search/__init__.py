@@ -7,6 +7,7 @@
 * :class:`AdditiveSurrogate`, :func:`pareto_front` -- the additive surrogate and its exact front
 """
 
+from tilesearch.search._interruption import request_stop
 from tilesearch.search._objective import SCORE_KEYS, Search
 from tilesearch.search._prepare import check_settings, prepare_resume, prepare_search, save_run
 from tilesearch.search._results import baseline_trial, best_trial, front, pareto_frame, trials_frame, write_outputs
@@ -60,6 +61,7 @@ __all__ = [
     "prepare_resume",
     "prepare_search",
     "read_run_file",
+    "request_stop",
     "run_search",
     "run_workers",
     "safe_url",

@@ -26,6 +26,7 @@ from tilesearch.core import (
     get_metric,
     parse_tile,
 )
+from tilesearch.search._interruption import interruptible
 from tilesearch.search._settings import IDENTITY, RunSettings, first_difference, make_sampler
 from tilesearch.search._storage import make_storage
 from tilesearch.search._study import config_key, measured_configs
@@ -109,7 +110,9 @@ class Search:
             attrs = {key: previous[key] for key in (*SCORE_KEYS, "trial") if key in previous}
             attrs["reused_from"] = previous["trial"]
         else:
-            attrs = {**self.scorer.score(tiles).to_dict(), "trial": trial.number}
+            with interruptible():  # the long step: Ctrl-C abandons it, never a storage write (see _interruption)
+                score = self.scorer.score(tiles)
+            attrs = {**score.to_dict(), "trial": trial.number}
         if self.surrogate is not None:
             attrs["predicted"] = self.surrogate.predict(tiles)
         attrs.update(

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from tilesearch.core import SEBlock, StudyError, write_text_atomically
+from tilesearch.core import SEBlock, StudyError, read_yaml, write_text_atomically
 from tilesearch.search._storage import load_existing_study, storage_file, with_file, without_password
 
 RUN_FILE = "run.yaml"
@@ -83,7 +83,11 @@ def read_run_file(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise StudyError(f"{str(run_dir)!r} is not a tilesearch run folder (no {RUN_FILE} in it)")
-    document = yaml.safe_load(path.read_text())
+    document = read_yaml(path, "run file")
+    missing = [key for key in ("study_name", "storage", "settings", "preprocessing", "blocks")
+               if not isinstance(document, dict) or key not in document]
+    if missing:
+        raise StudyError(f"run file {str(path)!r} is not a tilesearch run file: it has no {missing[0]!r}")
     return {**document, "storage": resolve_storage(document["storage"], Path(run_dir))}
 
 

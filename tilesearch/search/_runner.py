@@ -39,6 +39,7 @@ class RunResult:
     holdout: dict | None
     problems: list[str] = field(default_factory=list)  # workers that exited with an error
     target: int | None = None  # the study's target of complete trials
+    skipped: list[str] = field(default_factory=list)  # unreadable images left out of the search's images
 
 
 def check_trial_budget(n_trials: int | None, timeout: float | None) -> None:
@@ -114,7 +115,7 @@ def run_search(
     written = write_search_outputs(search, study)
     holdout = holdout_report(search, study) if finished and report_holdout else None
     return RunResult(search.run_dir, study, before, len(completed_trials(study)), not finished, written, holdout,
-                     problems, target)
+                     problems, target, search.scorer.images.skipped)
 
 
 def holdout_report(search: Search, study: optuna.Study) -> dict | None:
@@ -131,6 +132,7 @@ def holdout_report(search: Search, study: optuna.Study) -> dict | None:
         "metric": search.report_metric,
         "se": scorer.score(GAP).to_dict(),
         "best": {"trial": best.number, **scorer.score(best.user_attrs["tiles"]).to_dict()},
+        "skipped": list(scorer.images.skipped),  # unreadable images not in the report
     }
     write_text_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
     return report

@@ -56,6 +56,7 @@ class RunSettings:
     batch_size: int = 256
     device: str | None = None
     memory_check: bool = True  # refuse an input size whose forward would not fit the device's memory
+    strict_data: bool = False  # refuse an unreadable image instead of skipping it
 
     def to_dict(self) -> dict:
         data = asdict(self)

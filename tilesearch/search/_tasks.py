@@ -99,7 +99,8 @@ class ClassifierTask(Task):
                          settings.device)
 
         def scorer_on(root: str, indices: list[int] | None, description: str) -> Scorer:
-            images = decode_images(root, preprocessing, indices, cache_dir=run_dir / "cache", description=description)
+            images = decode_images(root, preprocessing, indices, cache_dir=run_dir / "cache", description=description,
+                                   strict=settings.strict_data)
             return Scorer(model, images, preprocessing, batch_size=settings.batch_size, device=settings.device)
 
         def holdout_factory() -> Scorer | None:
@@ -148,7 +149,8 @@ class DetectorTask(Task):
             check_memory(model, size, min(settings.batch_size, 8), len(ids) + len(rest), settings.device)
 
         def scorer_on(image_ids: list[int], description: str) -> DetectionScorer:
-            images = decode_detection_images(settings.data, coco, image_ids, size, mean, run_dir / "cache", description)
+            images = decode_detection_images(settings.data, coco, image_ids, size, mean, run_dir / "cache", description,
+                                             strict=settings.strict_data)
             return DetectionScorer(model, images, mean, std, ground_truth=coco if settings.annotations else None,
                                    batch_size=min(settings.batch_size, 8), device=settings.device)
 

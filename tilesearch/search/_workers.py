@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tilesearch.core import StudyError, TilesearchError
+from tilesearch.search._interruption import stop_requested, worker_loop
 from tilesearch.search._objective import Search
 from tilesearch.search._prepare import prepare_search, save_run
 from tilesearch.search._run_folder import read_run_file
@@ -69,22 +70,30 @@ def work(
     target = study_target(study)
     if target is None:
         raise StudyError(f"study {study.study_name!r} has no trial target: start it with `tilesearch run ... --n-trials N`")
-    objective, started, taken = _guarded(search, target), time.monotonic(), 0
+    objective = _guarded(search, target)
     try:
-        while True:
-            fail_dead_workers_trials(study)
-            complete, running = len(trials_in(study, TrialState.COMPLETE)), len(trials_in(study, TrialState.RUNNING))
-            if complete >= target or (max_trials is not None and taken >= max_trials):
-                return True
-            if timeout is not None and time.monotonic() - started >= timeout:
-                return True
-            if complete + running >= target:  # the rest is running elsewhere; wait in case a worker dies
-                time.sleep(POLL_SECONDS)
-                continue
-            study.optimize(objective, n_trials=1, callbacks=[on_trial] if on_trial else None, gc_after_trial=False)
-            taken += 1
+        with worker_loop():
+            return _take_trials(study, objective, target, max_trials, timeout, on_trial)
     except KeyboardInterrupt:
         return False
+
+
+def _take_trials(study: optuna.Study, objective: Callable, target: int, max_trials: int | None,
+                 timeout: float | None, on_trial: Callable | None) -> bool:
+    started, taken = time.monotonic(), 0
+    while not stop_requested():
+        fail_dead_workers_trials(study)
+        complete, running = len(trials_in(study, TrialState.COMPLETE)), len(trials_in(study, TrialState.RUNNING))
+        if complete >= target or (max_trials is not None and taken >= max_trials):
+            return True
+        if timeout is not None and time.monotonic() - started >= timeout:
+            return True
+        if complete + running >= target:  # the rest is running elsewhere; wait in case a worker dies
+            time.sleep(POLL_SECONDS)
+            continue
+        study.optimize(objective, n_trials=1, callbacks=[on_trial] if on_trial else None, gc_after_trial=False)
+        taken += 1
+    return False
 
 
 def join_study(

@@ -66,13 +66,19 @@ def test_a_folder_copied_from_an_older_version_refuses_the_original_s_study(fini
     document = yaml.safe_load((copy / "run.yaml").read_text())
     document["storage"] = f"sqlite:///{finished_run.resolve() / 'study.db'}"  # what earlier versions recorded
     (copy / "run.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    assert_user_error(runner.invoke(app, ["resume", str(copy)]), "records the study of run folder", "--storage")
+    assert_user_error(runner.invoke(app, ["resume", str(copy)]), "records the study of run folder",
+                      "'storage: sqlite:///study.db'")
     assert trials_of(finished_run) == 3
+    document["storage"] = "sqlite:///study.db"  # what the message says to write
+    (copy / "run.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    assert runner.invoke(app, ["resume", str(copy), "--n-trials", "1"]).exit_code == 0
+    assert trials_of(copy) == 4 and trials_of(finished_run) == 3
+    document["storage"] = f"sqlite:///{finished_run.resolve() / 'study.db'}"
     (tmp_path / "elsewhere").mkdir()
     moved = copy.rename(tmp_path / "elsewhere" / "moved")  # the original gone: the folder's own copy is used
     document["storage"] = f"sqlite:///{tmp_path / 'gone' / 'study.db'}"
     (moved / "run.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    assert trials_of(moved) == 3
+    assert trials_of(moved) == 4
 
 
 def test_a_truncated_study_file_is_one_line(finished_run, tmp_path):

@@ -49,14 +49,14 @@ def resolve_storage(recorded: str, run_dir: Path) -> str:
     if file.is_file() and owner != run_dir.resolve() and (owner / RUN_FILE).is_file():
         raise StudyError(
             f"run folder {str(run_dir)!r} records the study of run folder {str(owner)!r} ({file}): was it copied from "
-            f"there? Continue that folder, or pass --storage {with_file(recorded, run_dir.resolve() / file.name)} "
-            f"to use this folder's copy"
+            f"there? Continue that folder, or set 'storage: {with_file(recorded, Path(file.name))}' in "
+            f"{str(run_dir / RUN_FILE)!r} to use this folder's copy"
         )
     if not file.is_file():
         if (run_dir / file.name).is_file():
             return with_file(recorded, (run_dir / file.name).resolve())
         raise StudyError(f"run folder {str(run_dir)!r} records storage {recorded!r}, which does not exist "
-                         f"(was the folder moved?): pass --storage with its new place")
+                         f"(was the folder moved?): set its new place as 'storage:' in {str(run_dir / RUN_FILE)!r}")
     return recorded
 
 

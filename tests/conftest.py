@@ -45,6 +45,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TILESEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(scope="session")
+def demo_val(tmp_path_factory) -> Path:
+    """A small drawn validation split of the offline demo (20 images per class), shared read-only by the tests."""
+    from tilesearch.demo import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo"), "val", 20, seed=5)
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from tilesearch import TilesearchError, create_model, default_input_size, discover_model, discover_se_blocks
+from tilesearch import (
+    TilesearchError,
+    create_model,
+    default_input_size,
+    discover_model,
+    discover_se_blocks,
+)
 from tilesearch.nn import excite_macs, stage_of
 from tilesearch.zoo import matching_names, model_source
 

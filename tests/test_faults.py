@@ -10,16 +10,10 @@ from conftest import assert_user_error
 from typer.testing import CliRunner
 
 from tilesearch.cli import app
-from tilesearch.demo import write_demo_dataset
 from tilesearch.search import completed_trials, load_study_of_run, read_run_file
 from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def demo_val(tmp_path_factory) -> Path:
-    return write_demo_dataset(tmp_path_factory.mktemp("faults"), "val", 15, seed=9)
 
 
 def run_args(data, out, *extra):
@@ -199,7 +193,7 @@ def test_unreadable_images_are_skipped_and_named_or_refused_with_strict_data(dam
     import json
 
     report = json.loads(result.stdout)
-    assert report["total"] == 8 * 15 - 2 and len(report["skipped"]) == 2
+    assert report["total"] == 8 * 20 - 2 and len(report["skipped"]) == 2
     assert_user_error(runner.invoke(app, [*args, "--strict-data"]), "cannot be read", "--strict-data")
 
 
@@ -210,7 +204,7 @@ def test_a_run_counts_skipped_images_in_its_summary_and_holdout(damaged_images, 
     assert result.exit_code == 0, result.output
     holdout = yaml.safe_load((tmp_path / "d" / "holdout.yaml").read_text())
     assert "unreadable images skipped" in result.stdout
-    assert holdout["images"] + len(holdout["skipped"]) == 8 * 15 - 100
+    assert holdout["images"] + len(holdout["skipped"]) == 8 * 20 - 100
 
 
 def test_an_empty_class_folder_is_named(demo_val, tmp_path):

@@ -7,7 +7,12 @@ import threading
 import pytest
 import torch
 
-from tilesearch.core import TilesearchWarning, atomic_path, staged_files, write_text_atomically
+from tilesearch.core import (
+    TilesearchWarning,
+    atomic_path,
+    staged_files,
+    write_text_atomically,
+)
 from tilesearch.data import load_cache, save_cache
 
 

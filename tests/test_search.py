@@ -14,17 +14,17 @@ from typer.testing import CliRunner
 
 from tilesearch.cli import app
 from tilesearch.core import load_config
-from tilesearch.demo import write_demo_dataset
 from tilesearch.scoring import Scorer
-from tilesearch.search import RunSettings, load_study_of_run, prepare_search, read_run_file, run_search
+from tilesearch.search import (
+    RunSettings,
+    load_study_of_run,
+    prepare_search,
+    read_run_file,
+    run_search,
+)
 from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def demo_val(tmp_path_factory) -> Path:
-    return write_demo_dataset(tmp_path_factory.mktemp("demo"), "val", 20, seed=5)
 
 
 def run_args(data, out, *extra):

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from tilesearch import create_model, find_se_modules, parse_tile
 from tilesearch.cli import app
-from tilesearch.demo import write_demo_dataset
 from tilesearch.scoring import PrefixCache, kl_divergence, scan
 from tilesearch.search import load_study_of_run, read_run_file
 from tilesearch.zoo import DEMO_MODEL_NAME
@@ -75,11 +74,6 @@ def test_fidelity_metrics_on_hand_built_logits():
     expected = (p[0] * (p[0].log() - q[0].log())).sum()
     got = kl_divergence(reference, q_logits)
     assert math.isclose(float(got[0]), float(expected), rel_tol=1e-6) and float(got[1]) == pytest.approx(0.0, abs=1e-7)
-
-
-@pytest.fixture(scope="module")
-def demo_val(tmp_path_factory):
-    return write_demo_dataset(tmp_path_factory.mktemp("sens"), "val", 20, seed=11)
 
 
 def test_sensitivity_command_writes_csv_and_heatmap(demo_val, tmp_path):

@@ -4,7 +4,14 @@ import random
 import pytest
 
 from tilesearch.core import TilesearchError
-from tilesearch.search import FrontPoint, Option, best_within, front_configs, pareto_front, predict
+from tilesearch.search import (
+    FrontPoint,
+    Option,
+    best_within,
+    front_configs,
+    pareto_front,
+    predict,
+)
 
 
 def random_blocks(seed: int, n_blocks: int, n_choices: int, max_buffer: int = 100, integer_drops: bool = False):

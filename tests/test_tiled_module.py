@@ -9,7 +9,13 @@ import torch
 from conftest import randomize_
 from torch import nn
 
-from tilesearch import TilesearchError, apply_tiles, current_tiles, find_se_modules, parse_tile
+from tilesearch import (
+    TilesearchError,
+    apply_tiles,
+    current_tiles,
+    find_se_modules,
+    parse_tile,
+)
 from tilesearch.nn import TiledSqueezeExcite, discover_se_blocks, register_flavour
 
 

@@ -6,7 +6,14 @@ from conftest import randomize_
 from timm.layers import SEModule
 from torch import nn
 
-from tilesearch import TilesearchError, apply_tiles, create_model, current_tiles, find_se_modules, parse_tile
+from tilesearch import (
+    TilesearchError,
+    apply_tiles,
+    create_model,
+    current_tiles,
+    find_se_modules,
+    parse_tile,
+)
 from tilesearch.nn import scale_by_tile, tiled_pool
 
 

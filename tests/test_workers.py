@@ -22,17 +22,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tilesearch.cli import app
-from tilesearch.demo import write_demo_dataset
 from tilesearch.search import load_study_of_run, make_storage, read_run_file
 from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
 POSTGRES_URL = os.environ.get("TILESEARCH_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(scope="module")
-def demo_val(tmp_path_factory) -> Path:
-    return write_demo_dataset(tmp_path_factory.mktemp("demo"), "val", 20, seed=5)
 
 
 @pytest.fixture(autouse=True)

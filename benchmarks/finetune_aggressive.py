@@ -34,6 +34,9 @@ def measure(settings: RunSettings, out: Path, train: Path, **finetune_args) -> d
 
 
 def main() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library leaves Optuna's log level to its caller
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-finetune"))
     parser.add_argument("--epochs", type=int, default=5)

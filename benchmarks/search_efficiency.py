@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="analyse existing complete runs in --out instead of rerunning")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library leaves Optuna's log level to its caller
 
     if not (CHECKPOINT.is_file() and VAL.is_dir()):
         print(f"skipped: {SHARED} (regnety_002 CIFAR-10 checkpoint and cifar10/val) is absent; "

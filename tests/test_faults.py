@@ -254,3 +254,35 @@ def test_sigterm_ends_a_run_like_ctrl_c_without_a_traceback(demo_val, tmp_path):
     assert "Traceback" not in stderr and "failed with" not in stderr and "tilesearch resume" in stderr
     states = {trial.state for trial in load_study_of_run(read_run_file(tmp_path / "t")).get_trials()}
     assert TrialState.RUNNING not in states
+
+
+def test_a_model_that_cannot_be_copied_to_meta_is_traced_for_real():
+    import timm
+    import torch
+
+    from tilesearch.nn import discover_se_blocks
+
+    model = timm.create_model("regnety_002")
+    model.scale = torch.ones(3, requires_grad=True) * 2  # a non-leaf tensor: deepcopy refuses the model
+    assert len(discover_se_blocks(model, 64)) == 13
+
+
+def test_only_the_command_that_starts_a_run_checks_memory(finished_run, demo_val, tmp_path, monkeypatch):
+    import tilesearch.scoring._device as device
+
+    monkeypatch.setattr(device, "available_memory", lambda _device: 1)  # a machine with no memory left
+    assert_user_error(runner.invoke(app, run_args(demo_val, tmp_path, "--study-name", "m")), "--skip-memory-check")
+    result = runner.invoke(app, run_args(demo_val, tmp_path, "--study-name", "m", "--n-trials", "1",
+                                         "--skip-memory-check"))
+    assert result.exit_code == 0, result.output
+    copy = copy_of(finished_run, tmp_path)  # resume, export: the run was checked when it started
+    assert runner.invoke(app, ["resume", str(copy), "--n-trials", "1"]).exit_code == 0
+    assert runner.invoke(app, ["export", str(copy), "--format", "safetensors"]).exit_code == 0
+
+
+def test_the_demo_network_takes_a_new_head_on_its_pretrained_backbone():
+    from tilesearch.zoo import load_model
+
+    default, five = load_model(DEMO_MODEL_NAME, pretrained=True), load_model(DEMO_MODEL_NAME, pretrained=True, num_classes=5)
+    assert five.head.fc.out_features == 5
+    assert all(default.state_dict()[key].equal(value) for key, value in five.state_dict().items() if "head" not in key)

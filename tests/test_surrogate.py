@@ -10,7 +10,6 @@ from tilesearch.search import (
     best_within,
     front_configs,
     pareto_front,
-    predict,
 )
 
 
@@ -151,20 +150,6 @@ def test_efficientnet_b3_sized_instance():
         assert point.buffer == totals(blocks, point.choices)[0]
         assert point.drop == pytest.approx(totals(blocks, point.choices)[1])
     assert all(a.buffer < b.buffer and a.drop > b.drop for a, b in itertools.pairwise(front))
-
-
-def test_predict_matches_the_sums():
-    blocks = random_blocks(5, n_blocks=6, n_choices=4)
-    rng = random.Random(1)
-    for _ in range(20):
-        choices = [rng.randrange(len(options)) for options in blocks]
-        buffer, drop = totals(blocks, choices)
-        assert predict(0.8, blocks, choices) == (0.8 - drop, buffer)
-
-
-def test_predict_rejects_wrong_length():
-    with pytest.raises(TilesearchError, match="one per block"):
-        predict(0.8, random_blocks(5, n_blocks=3, n_choices=2), [0, 0])
 
 
 def test_front_configs_spread_along_the_front():

@@ -165,3 +165,15 @@ def test_a_model_that_is_itself_an_se_block_is_returned_tiled():
 
     tiled = apply_tiles(SEModule(16), parse_tile("3x3"))
     assert isinstance(tiled, TiledSqueezeExcite) and str(tiled.tile) == "3x3"
+
+
+@torch.no_grad()
+def test_a_data_parallel_replica_computes_with_its_own_layers(tiled_regnet):
+    """nn.DataParallel replicates a module with new dicts and sets each replica's layers into them."""
+    name, module = find_se_modules(tiled_regnet)[0]
+    replica = module._replicate_for_data_parallel()
+    replica.fc1 = copy.deepcopy(module.fc1)  # what replicate() does with the copy on the replica's device
+    replica.fc1.weight.zero_()
+    x = torch.randn(1, module.fc1.in_channels, 14, 14)
+    assert replica.block.fc1 is replica.fc1 and module.block.fc1 is module.fc1
+    assert not torch.equal(replica(x), module(x))

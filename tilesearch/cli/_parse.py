@@ -40,9 +40,8 @@ def model_options(options: dict) -> dict:
 
 
 def compute_options(options: dict) -> dict:
-    """The COMPUTE options of a command as keyword arguments of the Python API."""
-    return {"batch_size": options["batch_size"], "device": options["device"],
-            "memory_check": not options["skip_memory_check"], "strict_data": options["strict_data"]}
+    """The COMPUTE options of a command that are run settings (``--skip-memory-check`` is not: see run)."""
+    return {"batch_size": options["batch_size"], "device": options["device"], "strict_data": options["strict_data"]}
 
 
 def check_positive(value: float | None, what: str, unit: str = "a positive integer") -> None:

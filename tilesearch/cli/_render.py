@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, format_count, get_metric
 from tilesearch.scoring import SensitivityRow
-from tilesearch.search import pareto_frame, study_metric, surrogate_error
+from tilesearch.search import AdditiveSurrogate, pareto_frame, study_metric, surrogate_error
 
 console = Console()
 
@@ -93,14 +93,10 @@ def print_sensitivity(model: str, rows: list[SensitivityRow], metric: Metric) ->
     tiles = list(dict.fromkeys(row.tile for row in rows))
     table = _table(f"{model}: {metric.name} drop when only one block is tiled "
                    f"({'points' if metric.unit == '%' else metric.unit})", ["block", *tiles], left=("block",))
-    cells = {(row.block, row.tile): row for row in rows}
-    reference = {row.block: getattr(row, metric.name) for row in rows if row.tile == "GAP"}
+    drops = AdditiveSurrogate.from_rows(rows, metric).drops
     for block in dict.fromkeys(row.block for row in rows):
-        table.add_row(block, *[
-            "" if (block, tile) not in cells
-            else f"{metric.scale * metric.worse_by(reference[block], getattr(cells[(block, tile)], metric.name)):.2f}"
-            for tile in tiles
-        ])
+        table.add_row(block, *["" if (block, tile) not in drops else f"{metric.scale * drops[(block, tile)]:.2f}"
+                               for tile in tiles])
     console.print(table)
 
 

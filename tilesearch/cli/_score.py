@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tilesearch.cli._options import COMPUTE, PREPROCESSING, WEIGHTS, Annotations, AsJson, Config, Profile, Tile, with_options
+from tilesearch.cli._options import COMPUTE, PREPROCESSING, WEIGHTS, AsJson, Profile, Tile, with_options
 from tilesearch.cli._parse import compute_options, model_options
 from tilesearch.cli._render import print_eval
 from tilesearch.core import DETECTOR, TilesearchError, load_config
@@ -18,9 +18,11 @@ def evaluate(
     model: Annotated[str, typer.Option("--model", help="Model name, as for `tilesearch run`.")],
     data: Annotated[str, typer.Option("--data", help="Images in ImageFolder layout (DIR/CLASS/IMAGE), or a detector's COCO images folder.")],
     tile: Tile = None,
-    config: Config = None,
+    config: Annotated[Optional[str], typer.Option(
+        "--config", help="A tile-config YAML, e.g. runs/STUDY/best.yaml.")] = None,
     profile: Profile = "ideal",
-    annotations: Annotations = None,
+    annotations: Annotated[Optional[str], typer.Option(
+        "--annotations", help="COCO instances JSON: score a detector (effdet) by mAP on --data IMAGES_DIR.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Score a stratified subset of this many images.")] = None,
     as_json: AsJson = False,
     **options,
@@ -35,10 +37,11 @@ def evaluate(
             model, data, tiles, annotations, pretrained=model_args["pretrained"], checkpoint=model_args["checkpoint"],
             num_classes=model_args["num_classes"], input_size=model_args["input_size"], limit=limit, profile=profile,
             **{**compute_options(options), "batch_size": min(options["batch_size"], 8)},
+            memory_check=not options["skip_memory_check"],
         )
     else:
         result = evaluate_config(model, data, tiles, profile=profile, limit=limit, **compute_options(options),
-                                 **model_args)
+                                 memory_check=not options["skip_memory_check"], **model_args)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -137,7 +137,8 @@ def run(
     if model is None:
         train_data = str(demo_data(Path(out), "train"))
         demo_data(Path(out), "val")
-    search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1)
+    search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1,
+                            memory_check=not options["skip_memory_check"])
     if train_data is not None:  # fails before the search, not after it
         check_train_data(search, train_data, options["train_annotations"])
     result = run_search(search, n_trials=n_trials, timeout=timeout, workers=workers)
@@ -165,19 +166,21 @@ def worker(
     run_dir: Annotated[Optional[str], typer.Argument(help="A run folder on this machine, e.g. runs/regnety_002-5M.")] = None,
     study: Annotated[Optional[str], typer.Option(
         "--study", help="Study name, with --storage, when this machine has no run folder.")] = None,
-    storage: Storage = None,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="The study's storage URL, e.g. postgresql://USER:PASSWORD@HOST/DB.")] = None,
     n_trials: Annotated[Optional[int], typer.Option(
         "--n-trials", help="At most this many trials by this worker [default: until the study's target].")] = None,
     timeout: Timeout = None,
-    out: Out = "runs",
+    out: Annotated[str, typer.Option("--out", help="Where this machine keeps the run folder (with --study).")] = "runs",
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... [default: the study's].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Images per forward pass on this worker [default: the study's].")] = None,
     threads: Threads = None,
-    model: Model = None,
-    data: Data = None,
-    buffer_budget: Budget = None,
-    metric: Metric = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Refuse to join unless the study is of this model.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Refuse to join unless the study scores these images.")] = None,
+    buffer_budget: Annotated[Optional[str], typer.Option(
+        "--buffer-budget", help="Refuse to join unless the study has this budget.")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="Refuse to join unless the study has this metric.")] = None,
     space: Annotated[Optional[str], typer.Option("--space", help="Refuse to join unless the study has this search space.")] = None,
     spawned: Annotated[bool, typer.Option(
         "--spawned", hidden=True, help="Started by `run --workers`: no progress bar or outputs.")] = False,
@@ -235,8 +238,8 @@ def pareto(run_dir: RunDir) -> None:
 def sensitivity(
     model: Annotated[str, typer.Option("--model", help="Model name, as for `tilesearch run`.")],
     data: Annotated[str, typer.Option("--data", help="Images: ImageFolder layout, or a flat folder of unlabeled images.")],
-    val_subset: ValSubset = 1000,
-    seed: Seed = 0,
+    val_subset: Annotated[int, typer.Option("--val-subset", help="Images to scan on (stratified, seeded).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the subset.")] = 0,
     space: Space = "default",
     profile: Profile = "ideal",
     out: Out = "runs",
@@ -251,6 +254,6 @@ def sensitivity(
         model=model, data=data, val_subset=val_subset, seed=seed, space=space, profile=profile, metric=metric,
         **compute_options(options), **model_options(options),
     )
-    search = prepare_search(settings, out_dir=out, study_name=study_name)
+    search = prepare_search(settings, out_dir=out, study_name=study_name, memory_check=not options["skip_memory_check"])
     print_sensitivity(model, sensitivity_for(search), get_metric(metric))
     console.print(f"written: {search.run_dir / 'sensitivity.csv'}, {search.run_dir / 'sensitivity.png'}")

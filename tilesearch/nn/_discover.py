@@ -83,11 +83,16 @@ def _trace(model: nn.Module, input_size: int | tuple[int, int]) -> _Trace:
     so a size too large to run is traced (and can be refused) instead of crashing the process."""
     meta = _meta_copy(model)
     try:
-        return _forward_trace(meta, input_size, torch.device("meta"))
+        if meta is not None:
+            try:
+                return _forward_trace(meta, input_size, torch.device("meta"))
+            except (NotImplementedError, RuntimeError) as error:
+                if _is_size_error(error):
+                    raise
+        # The model cannot be copied to the meta device, or an op has no meta kernel: trace for real.
+        param = next(model.parameters(), None)
+        return _forward_trace(model, input_size, param.device if param is not None else torch.device("cpu"))
     except (NotImplementedError, RuntimeError) as error:
-        if meta is not None and not _is_size_error(error):  # an op without a meta kernel: trace for real
-            param = next(model.parameters(), None)
-            return _forward_trace(model, input_size, param.device if param is not None else torch.device("cpu"))
         raise TilesearchError(f"{type(model).__name__} cannot run at input size {input_size}: {_first_line(error)}") from error
 
 
@@ -96,8 +101,10 @@ def _first_line(error: Exception) -> str:
 
 
 def _is_size_error(error: Exception) -> bool:
-    """A kernel larger than a tiny input's feature map, and the like: the input size's fault, not the device's."""
-    return isinstance(error, RuntimeError) and any(word in str(error) for word in ("size", "Kernel", "kernel"))
+    """A kernel larger than a tiny input's feature map: the input size's fault, not the meta device's."""
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("too small" in text or "Kernel size can't be greater" in text
+                                                or "Output size is too small" in text)
 
 
 def _forward_trace(model: nn.Module, input_size: int | tuple[int, int], device: torch.device) -> _Trace:

@@ -59,6 +59,14 @@ class TiledSqueezeExcite(nn.Module):
         self.tile = tile
         self.training = block.training
 
+    def _replicate_for_data_parallel(self) -> TiledSqueezeExcite:
+        # nn.DataParallel gives each replica new dicts of parameters and submodules: its block must read those.
+        replica = super()._replicate_for_data_parallel()
+        block = self.block._replicate_for_data_parallel()
+        block.__dict__.update({key: value for key, value in vars(replica).items() if key in _MODULE_STATE})
+        object.__setattr__(replica, "block", block)
+        return replica
+
     def train(self, mode: bool = True) -> TiledSqueezeExcite:
         self.block.training = mode  # the block's own forward may read its flag
         return super().train(mode)

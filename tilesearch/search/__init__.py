@@ -18,7 +18,7 @@ from tilesearch.search._sensitivity import saved_sensitivity, sensitivity_for
 from tilesearch.search._settings import IDENTITY, SAMPLERS, STRATEGIES, RunSettings, default_study_name, make_sampler
 from tilesearch.search._storage import is_journal, make_storage, safe_url, without_password
 from tilesearch.search._study import completed_trials, set_target, study_metric, study_target, trials_in
-from tilesearch.search._surrogate import AdditiveSurrogate, FrontPoint, Option, best_within, front_configs, pareto_front, predict
+from tilesearch.search._surrogate import AdditiveSurrogate, FrontPoint, Option, best_within, front_configs, pareto_front
 from tilesearch.search._tasks import TASKS, ClassifierTask, DetectorTask, ScoringParts, Task, task_of
 from tilesearch.search._workers import join_study, local_devices, run_workers, start_worker, work
 
@@ -57,7 +57,6 @@ __all__ = [
     "make_storage",
     "pareto_frame",
     "pareto_front",
-    "predict",
     "prepare_resume",
     "prepare_search",
     "read_run_file",

@@ -50,17 +50,19 @@ def prepare_search(
     storage: str | None = None,
     run_dir: str | Path | None = None,
     parallel: bool = False,
+    memory_check: bool = True,
 ) -> Search:
     """Check every setting and load the model and its blocks (images load lazily); write nothing.
 
     Storage: ``storage``, else the one the run folder already records, else a file in the run
-    folder: SQLite, or a journal file when ``parallel`` workers will share it.
+    folder: SQLite, or a journal file when ``parallel`` workers will share it. ``memory_check`` refuses,
+    before any image is decoded, an input size whose images and batch forward would not fit the device.
     """
     settings = check_settings(settings)
     task, space, profile = task_of(settings.model), load_space(settings.space), load_profile(settings.profile)
     name = study_name or default_study_name(settings)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
-    parts = task.build(settings, run_dir)
+    parts = task.build(settings, run_dir, memory_check)
     blocks = discover_se_blocks(parts.model, parts.preprocessing.input_size)
     budget = None if settings.budget is None else parse_budget(settings.budget, profile, sum(b.se_buffer for b in blocks))
     smallest = space.min_buffer(blocks, profile)
@@ -77,7 +79,9 @@ def prepare_resume(run_dir: str | Path) -> Search:
     """The search recorded in a run folder, ready to continue."""
     document = read_run_file(run_dir)
     settings = RunSettings.from_dict(document["settings"])
-    return prepare_search(settings, study_name=document["study_name"], storage=document["storage"], run_dir=run_dir)
+    # The run that made the folder was checked (or told to skip the check) already.
+    return prepare_search(settings, study_name=document["study_name"], storage=document["storage"], run_dir=run_dir,
+                          memory_check=False)
 
 
 def save_run(search: Search) -> Path:

@@ -2,8 +2,9 @@
 
 A run lives in a folder (``runs/<study>``): ``run.yaml`` records the settings and
 the model's SE blocks, the study sits in an Optuna storage (an SQLite file in the
-folder by default). Running the same command again, or ``tilesearch resume``,
-continues the study; a config already evaluated is never evaluated again. The SE
+folder by default). ``tilesearch resume`` (or the same ``run`` command again)
+finishes the study's target of trials, or adds ``--n-trials`` more to it; a config
+already evaluated is never evaluated again. The SE
 baseline (all GAP) and the paper's uniform 7xW are the first trials; with the
 surrogate strategy the additive surrogate's front follows.
 """

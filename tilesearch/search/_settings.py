@@ -55,7 +55,6 @@ class RunSettings:
     strategy: str | None = None  # surrogate (default for per-block spaces) or sampler
     batch_size: int = 256
     device: str | None = None
-    memory_check: bool = True  # refuse an input size whose forward would not fit the device's memory
     strict_data: bool = False  # refuse an unreadable image instead of skipping it
 
     def to_dict(self) -> dict:

@@ -48,9 +48,6 @@ class FrontPoint:
     choices: tuple[int, ...]
     tiles: tuple[str, ...]
 
-    def score(self, base: float) -> float:
-        """The surrogate's predicted score of this config."""
-        return base - self.drop
 
 
 def validate(blocks: Sequence[Sequence[Option]]) -> None:
@@ -138,18 +135,6 @@ def best_within(front: Sequence[FrontPoint], budget: float) -> FrontPoint | None
     """The least-drop point whose buffer fits the budget, or None if none does."""
     feasible = [point for point in front if point.buffer <= budget]
     return min(feasible, key=lambda point: point.drop, default=None)
-
-
-def predict(base: float, blocks: Sequence[Sequence[Option]], choices: Sequence[int]) -> tuple[float, int]:
-    """The surrogate's (predicted score, buffer) of one config, given as one choice index per block."""
-    if len(choices) != len(blocks):
-        raise TilesearchError(f"config has {len(choices)} choices for {len(blocks)} blocks: expected one per block")
-    drop = 0.0
-    buffer = 0
-    for options, choice in zip(blocks, choices):
-        drop += options[choice].drop
-        buffer += options[choice].buffer
-    return base - drop, buffer
 
 
 def spread(front: Sequence[FrontPoint], k: int) -> list[FrontPoint]:

@@ -61,7 +61,8 @@ class Task:
         """The score quoted in held-out and fine-tuning reports."""
         raise NotImplementedError
 
-    def build(self, settings: RunSettings, run_dir: Path) -> ScoringParts:
+    def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
+        """The model and its scorers; ``memory_check`` refuses sizes that would not fit before any image is decoded."""
         raise NotImplementedError
 
 
@@ -79,7 +80,7 @@ class ClassifierTask(Task):
     def report_metric(self, settings: RunSettings) -> str:
         return "accuracy" if get_metric(settings.metric).needs_labels else "agreement"
 
-    def build(self, settings: RunSettings, run_dir: Path) -> ScoringParts:
+    def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
         dataset = image_folder(settings.data)
         if not dataset.classes and get_metric(settings.metric).needs_labels:
             raise DataError(f"{settings.data!r} holds unlabeled images: use --metric agreement or --metric kl")
@@ -93,7 +94,7 @@ class ClassifierTask(Task):
         )
         labels = [label for _, label in dataset.samples]
         search_indices, rest = stratified_split(labels, settings.val_subset, settings.seed)
-        if settings.memory_check:
+        if memory_check:
             held_out = len(image_folder(settings.holdout).samples) if settings.holdout else len(rest)
             check_memory(model, preprocessing.input_size, settings.batch_size, len(search_indices) + held_out,
                          settings.device)
@@ -135,7 +136,7 @@ class DetectorTask(Task):
     def report_metric(self, settings: RunSettings) -> str:
         return "map" if settings.annotations else "pseudo_map"
 
-    def build(self, settings: RunSettings, run_dir: Path) -> ScoringParts:
+    def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
         coco = load_coco(settings.data, settings.annotations) if settings.annotations else image_listing(settings.data)
         size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
         model = load_model(settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint,
@@ -145,7 +146,7 @@ class DetectorTask(Task):
         ids = random_subset(list(coco.imgs), settings.val_subset, settings.seed)
         # Two passes at 768 px over all of COCO val would dwarf the search: the report takes a sample.
         rest = random_subset(sorted(set(coco.imgs) - set(ids)), DETECTION_HOLDOUT, settings.seed + 1)
-        if settings.memory_check:
+        if memory_check:
             check_memory(model, size, min(settings.batch_size, 8), len(ids) + len(rest), settings.device)
 
         def scorer_on(image_ids: list[int], description: str) -> DetectionScorer:

@@ -136,7 +136,7 @@ def join_study(
     if batch_size is not None:
         settings = replace(settings, batch_size=batch_size)
     run_dir = Path(run_dir) if run_dir is not None else Path(out) / study_name
-    return prepare_search(settings, study_name=study_name, storage=storage, run_dir=run_dir)
+    return prepare_search(settings, study_name=study_name, storage=storage, run_dir=run_dir, memory_check=False)
 
 
 def start_worker(search: Search, max_trials: int | None = None, timeout: float | None = None, on_trial=None) -> tuple[optuna.Study, bool]:

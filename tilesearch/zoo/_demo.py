@@ -66,7 +66,10 @@ class DemoZoo(Zoo):
         return demo_network(num_classes)
 
     def pretrained(self, name: str, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
-        return load_checkpoint(demo_network(num_classes), CHECKPOINT)
+        model = load_checkpoint(demo_network(), CHECKPOINT)
+        if num_classes is not None and num_classes != NUM_CLASSES:
+            model.reset_classifier(num_classes)  # a new head on the trained backbone, as timm's pretrained loading does
+        return model
 
     def default_input_size(self, name: str) -> tuple[int, int]:
         return IMAGE_SIZE, IMAGE_SIZE

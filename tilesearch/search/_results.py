@@ -15,6 +15,7 @@ import pandas as pd
 
 from tilesearch.core import (
     HardwareProfile,
+    Metric,
     SEBlock,
     atomic_path,
     buffer_report,
@@ -50,8 +51,8 @@ def baseline_trial(study: optuna.Study, label: str) -> optuna.trial.FrozenTrial 
     return next((trial for trial in completed_trials(study) if trial.user_attrs.get("baseline") == label), None)
 
 
-def trial_row(trial: optuna.trial.FrozenTrial, study: optuna.Study, se_score: float | None, se_buffer: int) -> dict:
-    metric, attrs = study_metric(study), trial.user_attrs
+def trial_row(trial: optuna.trial.FrozenTrial, metric: Metric, se_score: float | None, se_buffer: int) -> dict:
+    attrs = trial.user_attrs
     row = {
         "trial": trial.number,
         "score": attrs[metric.name],
@@ -68,9 +69,9 @@ def trial_row(trial: optuna.trial.FrozenTrial, study: optuna.Study, se_score: fl
 
 
 def _rows(study: optuna.Study, trials, se_buffer: int) -> list[dict]:
-    se = baseline_trial(study, "SE")
-    se_score = se.user_attrs[study_metric(study).name] if se else None
-    return [trial_row(trial, study, se_score, se_buffer) for trial in trials]
+    se, metric = baseline_trial(study, "SE"), study_metric(study)  # the study's attributes, read once
+    se_score = se.user_attrs[metric.name] if se else None
+    return [trial_row(trial, metric, se_score, se_buffer) for trial in trials]
 
 
 def trials_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:

@@ -84,8 +84,7 @@ class ClassifierTask(Task):
         dataset = image_folder(settings.data)
         if not dataset.classes and get_metric(settings.metric).needs_labels:
             raise DataError(f"{settings.data!r} holds unlabeled images: use --metric agreement or --metric kl")
-        if settings.holdout is not None:
-            image_folder(settings.holdout)
+        holdout = image_folder(settings.holdout) if settings.holdout is not None else None  # checked before loading
         model = load_model(
             settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint, num_classes=settings.num_classes
         )
@@ -95,7 +94,7 @@ class ClassifierTask(Task):
         labels = [label for _, label in dataset.samples]
         search_indices, rest = stratified_split(labels, settings.val_subset, settings.seed)
         if memory_check:
-            held_out = len(image_folder(settings.holdout).samples) if settings.holdout else len(rest)
+            held_out = len(holdout.samples) if holdout is not None else len(rest)
             check_memory(model, preprocessing.input_size, settings.batch_size, len(search_indices) + held_out,
                          settings.device)
 

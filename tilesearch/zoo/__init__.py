@@ -19,7 +19,7 @@ from tilesearch.zoo._models import (
 )
 from tilesearch.zoo._timm import TimmZoo
 from tilesearch.zoo._torchvision import TorchvisionZoo
-from tilesearch.zoo._zoo import ModelSource, Zoo, all_model_names, matching_names, model_source, register_zoo, zoos
+from tilesearch.zoo._zoo import ModelSource, Zoo, all_model_names, matching_names, model_source, register_zoo
 
 for _zoo in (DemoZoo(), TorchvisionZoo(), EffdetZoo(), TimmZoo()):  # first owner of a name wins
     register_zoo(_zoo)
@@ -42,5 +42,4 @@ __all__ = [
     "model_source",
     "register_zoo",
     "se_block_counts",
-    "zoos",
 ]

@@ -67,10 +67,6 @@ def register_zoo(zoo: Zoo, first: bool = False) -> Zoo:
     return zoo
 
 
-def zoos() -> list[Zoo]:
-    return list(_ZOOS)
-
-
 def all_model_names() -> list[str]:
     """Every name :func:`model_source` accepts (with or without SE blocks)."""
     return [name for zoo in _ZOOS for name in zoo.names()]

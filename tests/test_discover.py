@@ -79,7 +79,7 @@ def test_stage_patterns():
 
 
 def test_no_se_model_is_refused():
-    with pytest.raises(TilesearchError, match="no squeeze-and-excite"):
+    with pytest.raises(TilesearchError, match="no channel-attention block"):
         discover_model("resnet18")
 
 

@@ -96,7 +96,7 @@ def test_train_and_eval_reach_the_adopted_block():
 
 
 class UserSE(nn.Module):
-    """An SE block written in a user's repository, unknown to tilesearch."""
+    """An SE block written in a user's repository, with a shape check that torch.fx cannot trace."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -104,6 +104,8 @@ class UserSE(nn.Module):
         self.expand = nn.Linear(channels // 2, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError("expected an NCHW tensor")
         gate = torch.sigmoid(self.expand(torch.relu(self.squeeze(x.mean((2, 3))))))
         return x * gate[:, :, None, None]
 
@@ -119,7 +121,7 @@ def test_register_flavour_makes_a_user_s_se_class_tileable():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), UserSE(8), nn.Conv2d(8, 4, 1))
     x = torch.randn(2, 3, 9, 7)
-    with pytest.raises(TilesearchError, match="no squeeze-and-excite"):
+    with pytest.raises(TilesearchError, match=r"no channel-attention block.*1 \(UserSE\): torch.fx cannot trace"):
         apply_tiles(model, "GAP")
     expected = model(x)
     register_flavour(UserSE, excite_user_se)

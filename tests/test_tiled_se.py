@@ -158,7 +158,7 @@ def test_per_block_config_tiles_only_named_blocks():
 
 
 def test_model_without_se_is_refused():
-    with pytest.raises(TilesearchError, match="no squeeze-and-excite"):
+    with pytest.raises(TilesearchError, match="no channel-attention block"):
         apply_tiles(timm.create_model("resnet18"), "7xW")
 
 

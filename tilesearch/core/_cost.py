@@ -86,6 +86,7 @@ class BlockCost:
 
     name: str
     stage: int | None
+    kind: str
     channels: int
     height: int
     width: int
@@ -146,6 +147,7 @@ def block_cost(block: SEBlock, tile: TileSpec, profile: HardwareProfile) -> Bloc
     return BlockCost(
         name=block.name,
         stage=block.stage,
+        kind=block.kind,
         channels=block.channels,
         height=block.height,
         width=block.width,

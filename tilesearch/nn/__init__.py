@@ -2,19 +2,22 @@
 
 * :class:`TiledSqueezeExcite` -- an SE block whose squeeze pools over tiles (Vosco et al., section 3.1)
 * :func:`apply_tiles` -- swap a model's SE blocks for tiled ones, or re-tile them
-* :func:`register_flavour` -- teach tilesearch a user's own SE class
+* :func:`register_flavour` -- teach tilesearch a block class that generic discovery cannot handle
 * :func:`discover_se_blocks` -- every SE block and the (C, H, W) it sees
 """
 
-from tilesearch.nn._convert import apply_tiles, block_type, current_tiles, find_se_modules, flavour_of
+from tilesearch.nn._convert import apply_tiles, block_type, current_tiles, find_se_modules, flavour_of, found_by, pools_seen, refused_blocks
 from tilesearch.nn._discover import discover_se_blocks, excite_macs, input_shape_of, largest_activation, stage_of
-from tilesearch.nn._flavours import Excite, SEFlavour, Squeeze, average_squeeze, register_flavour, tiled_pool
-from tilesearch.nn._tiled import TiledSqueezeExcite, scale_by_tile
+from tilesearch.nn._flavours import is_shipped, register_flavour
+from tilesearch.nn._se_flavour import Excite, SEFlavour, Squeeze, TiledForward, average_squeeze
+from tilesearch.nn._tile_ops import expand_tiles, scale_by_tile, tiled_pool
+from tilesearch.nn._tiled import TiledSqueezeExcite
 
 __all__ = [
     "Excite",
     "SEFlavour",
     "Squeeze",
+    "TiledForward",
     "TiledSqueezeExcite",
     "apply_tiles",
     "average_squeeze",
@@ -22,10 +25,15 @@ __all__ = [
     "current_tiles",
     "discover_se_blocks",
     "excite_macs",
+    "expand_tiles",
     "find_se_modules",
     "flavour_of",
+    "found_by",
     "input_shape_of",
+    "is_shipped",
     "largest_activation",
+    "pools_seen",
+    "refused_blocks",
     "register_flavour",
     "scale_by_tile",
     "stage_of",

@@ -13,15 +13,33 @@ import os
 from torch import nn
 
 from tilesearch.core import GAP, TileChoice, TileConfig, TileConfigFile, TilesearchError, TileSpec, load_config, tile_config
-from tilesearch.nn._flavours import SEFlavour, flavour_for_type
+from tilesearch.nn._flavours import flavour_for_type, is_shipped
+from tilesearch.nn._generic import Refused, analyse, generic_flavour, is_candidate, refusal_of
+from tilesearch.nn._se_flavour import SEFlavour
 from tilesearch.nn._tiled import TiledSqueezeExcite
 
 
 def flavour_of(module: nn.Module) -> SEFlavour | None:
-    """The :class:`SEFlavour` of ``module`` (tiled or not), or ``None`` if it is no known SE block."""
+    """The :class:`SEFlavour` of ``module`` (tiled or not), or ``None`` if it is no tileable block.
+
+    A registered class is found by class; any other module by its own graph (generic discovery).
+    """
     if isinstance(module, TiledSqueezeExcite):
         return module.flavour
-    return flavour_for_type(type(module))
+    if refusal_of(module) is not None:
+        return None
+    flavour = flavour_for_type(type(module))
+    if flavour is not None:
+        return None if flavour.refuses(module) else flavour
+    return generic_flavour(module)
+
+
+def found_by(module: nn.Module) -> str:
+    """How discovery finds the block ``module``: ``class`` (shipped), ``registered`` (register_flavour) or ``generic``."""
+    flavour = flavour_of(module)
+    if flavour.family == "generic":
+        return "generic"
+    return "class" if is_shipped(flavour) else "registered"
 
 
 def block_type(module: nn.Module) -> type[nn.Module]:
@@ -31,7 +49,14 @@ def block_type(module: nn.Module) -> type[nn.Module]:
 
 def find_se_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every tileable channel-attention block in ``model``, by module path, in registration order."""
-    return [(name, module) for name, module in model.named_modules() if flavour_of(module) is not None]
+    found, inside = [], None
+    for name, module in model.named_modules():
+        if inside is not None and name.startswith(inside):
+            continue  # a block's own layers are not blocks of their own
+        if flavour_of(module) is not None:
+            found.append((name, module))
+            inside = f"{name}." if name else ""
+    return found
 
 
 def apply_tiles(model: nn.Module, tiles: TileChoice | TileConfig | TileConfigFile | os.PathLike) -> nn.Module:
@@ -46,7 +71,7 @@ def apply_tiles(model: nn.Module, tiles: TileChoice | TileConfig | TileConfigFil
     """
     blocks = find_se_modules(model)
     if not blocks:
-        raise TilesearchError(f"{type(model).__name__} has no squeeze-and-excite block to tile")
+        raise TilesearchError(f"{type(model).__name__} has no channel-attention block to tile{pools_seen(model)}")
     names = [name for name, _ in blocks]
     if isinstance(tiles, (str, os.PathLike)) and str(tiles).endswith((".yaml", ".yml")):
         tiles = load_config(tiles)
@@ -78,3 +103,29 @@ def current_tiles(model: nn.Module) -> dict[str, TileSpec]:
     return {
         name: module.tile if isinstance(module, TiledSqueezeExcite) else GAP for name, module in find_se_modules(model)
     }
+
+
+def refused_blocks(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(module path, class, reason) of every module that pools globally but is not tiled."""
+    found = []
+    for name, module in model.named_modules():
+        flavour = flavour_for_type(type(module))
+        if refusal_of(module) is not None:
+            reason = refusal_of(module)
+        elif flavour is not None:
+            reason = flavour.refuses(module)
+        elif is_candidate(module) and isinstance(verdict := analyse(module), Refused) and verdict.pools_globally:
+            reason = verdict.reason
+        else:
+            continue
+        if reason:
+            found.append((name or "(the model)", type(module).__name__, reason))
+    return found
+
+
+def pools_seen(model: nn.Module) -> str:
+    """What discovery saw of ``model``'s global pools, for the error that it has no block to tile."""
+    refused = refused_blocks(model)
+    if not refused:
+        return "; no module's forward pools its input globally (nn.AdaptiveAvgPool2d(1), x.mean((2, 3)), ...)"
+    return "; global pools seen: " + "; ".join(f"{name} ({kind}): {reason}" for name, kind, reason in refused)

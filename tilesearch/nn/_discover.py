@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from tilesearch.core import SEBlock, TilesearchError
-from tilesearch.nn._convert import block_type, find_se_modules, flavour_of
+from tilesearch.core import SEBlock, TilesearchError, TilesearchWarning
+from tilesearch.nn._convert import block_type, find_se_modules, flavour_of, pools_seen
+from tilesearch.nn._generic import refuse
+from tilesearch.nn._se_flavour import SEFlavour
+from tilesearch.nn._tiled import TiledSqueezeExcite
 
 # Module-path patterns that name a stage, first match wins. The numbering follows
 # each family's own terminology (EfficientNet stages 1-7, RegNet s1-s4, ResNet layer1-4).
@@ -39,10 +43,14 @@ def stage_of(name: str) -> int | None:
     return None
 
 
-def excite_macs(module: nn.Module, channels: int) -> int:
-    """Multiply-accumulates (plus bias adds) of one excite, the pycls counting convention."""
+def excite_macs(module: nn.Module, channels: int, layers: tuple[str, ...] = ()) -> int:
+    """Multiply-accumulates (plus bias adds) of one excite, the pycls counting convention.
+
+    ``layers`` names the submodules that run once per tile (all of them when empty).
+    """
     macs = 0
-    for layer in module.modules():
+    parts = [module.get_submodule(name) for name in layers if getattr(module, name, None) is not None] if layers else [module]
+    for layer in (layer for part in parts for layer in part.modules()):
         if isinstance(layer, nn.Conv2d):
             kh, kw = layer.kernel_size
             macs += kh * kw * layer.in_channels * layer.out_channels // layer.groups
@@ -65,7 +73,7 @@ def input_shape_of(input_size: int | tuple[int, int]) -> tuple[int, int, int, in
 class _Trace:
     """What one forward at an input size showed: each SE block's input shape, and the largest activation."""
 
-    se_inputs: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # in forward order
+    se_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # input shape per block, in forward order
     largest_activation: int = 0  # elements of the largest output of any leaf module, per image
 
 
@@ -112,7 +120,7 @@ def _forward_trace(model: nn.Module, input_size: int | tuple[int, int], device: 
     se_modules = {module: name for name, module in find_se_modules(model)}
 
     def record_input(module: nn.Module, args: tuple) -> None:
-        trace.se_inputs.setdefault(se_modules[module], tuple(args[0].shape[1:]))
+        trace.se_inputs.setdefault(se_modules[module], tuple(args[0].shape[1:]))  # without the batch
 
     def record_output(_module: nn.Module, _args: tuple, output) -> None:
         if isinstance(output, torch.Tensor):
@@ -132,25 +140,80 @@ def _forward_trace(model: nn.Module, input_size: int | tuple[int, int], device: 
 
 
 def discover_se_blocks(model: nn.Module, input_size: int | tuple[int, int]) -> list[SEBlock]:
-    """Every SE block of ``model`` with the (C, H, W) it sees at ``input_size``, in forward order."""
+    """Every tileable block of ``model`` with the (C, H, W) it buffers at ``input_size``, in forward order.
+
+    Each block is checked first: its tiled forward with one tile covering the tensor must give
+    the block's own output. A block that fails is reported (a warning), left as it is and not
+    returned; the others are.
+    """
     modules = dict(find_se_modules(model))
     if not modules:
-        raise TilesearchError(f"{type(model).__name__} has no squeeze-and-excite block (nothing to tile)")
+        raise TilesearchError(f"{type(model).__name__} has no channel-attention block to tile{pools_seen(model)}")
     blocks = []
-    for name, (channels, height, width) in _trace(model, input_size).se_inputs.items():
-        module, family = modules[name], flavour_of(modules[name]).family
+    for name, input_shape in _trace(model, input_size).se_inputs.items():
+        module, flavour = modules[name], flavour_of(modules[name])
+        failure = gap_mismatch(module, flavour, input_shape)
+        if failure:
+            refuse(module, failure)
+            warnings.warn(f"block {name} ({block_type(module).__name__}) is left as it is: {failure}",
+                          TilesearchWarning, stacklevel=2)
+            continue
+        channels, height, width = flavour.buffered_shape(module, input_shape)
         blocks.append(
             SEBlock(
                 name=name,
                 stage=stage_of(name),
-                kind=block_type(module).__name__ + ("" if family == "se" else f" ({family})"),
+                kind=block_type(module).__name__ + ("" if flavour.family == "se" else f" ({flavour.family})"),
                 channels=channels,
                 height=height,
                 width=width,
-                excite_macs=excite_macs(module, channels),
+                excite_macs=excite_macs(module, channels, flavour.excite_layers),
             )
         )
+    if not blocks:
+        raise TilesearchError(f"{type(model).__name__} has no block whose tiled form reproduces it; see the warnings above")
     return blocks
+
+
+_CHECK_SIDE = 24  # the check's spatial size: a one-tile reconstruction does not depend on it
+
+
+@torch.no_grad()
+def gap_mismatch(module: nn.Module, flavour: SEFlavour, input_shape: tuple[int, ...]) -> str | None:
+    """Why the tiled forward of ``module`` with one tile over the whole tensor differs from its own, or None.
+
+    Run on a seeded random input of the block's channels (spatial sides capped, since a one-tile
+    reconstruction does not depend on them); skipped for blocks whose weights are not real tensors.
+    """
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if device.type == "meta":
+        return None
+    block = module.block if isinstance(module, TiledSqueezeExcite) else module
+    *leading, height, width = input_shape
+    shape = (2, *leading, min(height, _CHECK_SIDE), min(width, _CHECK_SIDE))
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator).to(device=device, dtype=param.dtype if param is not None else None)
+    was_training = block.training
+    block.eval()
+    try:
+        expected = block.forward(x.clone())
+        _, buffered_h, buffered_w = flavour.buffered_shape(block, tuple(shape[1:]))
+        actual = flavour.forward_tiled(block, x.clone(), buffered_h, buffered_w)
+    except Exception as error:  # the user's code may raise anything
+        return f"its tiled forward fails ({type(error).__name__}: {str(error).strip()[:160]})"
+    finally:
+        block.train(was_training)
+    if actual.shape != expected.shape:
+        try:  # a per-tile gate at full resolution where the block returns one broadcast over H x W
+            expected = expected.expand_as(actual)
+        except RuntimeError:
+            return f"its tiled forward gives shape {tuple(actual.shape)}, not {tuple(expected.shape)}"
+    # Pools sum in another order than the block's own mean: allow rounding, relative to the output's scale.
+    if not torch.allclose(actual, expected, rtol=1e-4, atol=1e-5 * max(1.0, expected.abs().max().item())):
+        gap = (actual - expected).abs().max().item()
+        return f"its tiled forward with one tile differs from its own output by up to {gap:.3g}"
+    return None
 
 
 def largest_activation(model: nn.Module, input_size: int | tuple[int, int]) -> int:

@@ -11,58 +11,35 @@ parent's flavour unless it is registered itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Excite = Callable[[nn.Module, Tensor], Tensor]
-"""``excite(block, pooled)``: pooled descriptors (B, C, nh, nw) to gates of the same shape, with the block's layers."""
-Squeeze = Callable[[nn.Module, Tensor, int, int], Tensor]
-"""``squeeze(block, x, tile_h, tile_w)``: the input (B, C, H, W) to one descriptor per tile (B, C, nh, nw)."""
-
-
-def tiled_pool(x: Tensor, tile_h: int, tile_w: int, mode: str = "avg") -> Tensor:
-    """Pool ``x`` (B, C, H, W) over non-overlapping tiles; edge tiles use only their valid elements."""
-    kernel = (tile_h, tile_w)
-    if kernel == (1, 1):  # every element is its own tile
-        return x
-    if mode == "max":
-        return F.max_pool2d(x, kernel, stride=kernel, ceil_mode=True)
-    # Without padding, ceil_mode's partial windows divide by the number of valid elements.
-    return F.avg_pool2d(x, kernel, stride=kernel, ceil_mode=True)
-
-
-def average_squeeze(block: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
-    """The squeeze of SE: the average of each tile."""
-    return tiled_pool(x, tile_h, tile_w)
-
-
-@dataclass(frozen=True)
-class SEFlavour:
-    """How one SE implementation squeezes and excites; ``family`` names its kind (se, ese, eca)."""
-
-    module_type: type[nn.Module]
-    excite: Excite
-    family: str = "se"
-    squeeze: Squeeze = average_squeeze
-
+from tilesearch.nn._se_flavour import Excite, SEFlavour, Squeeze, average_squeeze
+from tilesearch.nn._tile_ops import tiled_pool
 
 _REGISTRY: dict[type[nn.Module], SEFlavour] = {}
 _BUILTINS_REGISTERED = False
+_BUILTIN_TYPES: set[type[nn.Module]] = set()
 
 
 def register_flavour(
-    module_type: type[nn.Module], excite: Excite, family: str = "se", squeeze: Squeeze = average_squeeze
+    module_type: type[nn.Module],
+    excite: Excite | None = None,
+    family: str = "se",
+    squeeze: Squeeze = average_squeeze,
+    **options,
 ) -> SEFlavour:
     """Make tilesearch find and tile every ``module_type`` block of a model.
 
     ``excite(block, pooled)`` must map pooled descriptors (B, C, nh, nw) to gates of the same
     shape using the block's own layers, exactly as the block's forward does on its (B, C, 1, 1)
-    global average. Give module-level functions (not lambdas) so tiled models can be pickled.
+    global average. Blocks that do more than scale their input give ``tiled=`` instead (see
+    :class:`SEFlavour` for it and the other ``options``). Give module-level functions (not
+    lambdas) so tiled models can be pickled.
     """
-    flavour = SEFlavour(module_type, excite, family, squeeze)
+    if excite is None and options.get("tiled") is None:
+        raise TypeError("register_flavour needs excite= or tiled=")
+    flavour = SEFlavour(module_type, excite, family, squeeze, **options)
     _REGISTRY[module_type] = flavour
     return flavour
 
@@ -74,6 +51,12 @@ def flavour_for_type(module_type: type) -> SEFlavour | None:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
     return None
+
+
+def is_shipped(flavour: SEFlavour) -> bool:
+    """Whether tilesearch ships ``flavour`` (found by class) rather than the user registering it."""
+    _register_builtins()
+    return flavour.module_type in _BUILTIN_TYPES and _REGISTRY.get(flavour.module_type) is flavour
 
 
 # ---------------------------------------------------------------------------- the shipped flavours
@@ -144,5 +127,8 @@ def _register_builtins() -> None:
         SEFlavour(EcaModule, _excite_timm_eca, "eca"),
         SEFlavour(CecaModule, _excite_timm_ceca, "eca"),
     ]
-    for flavour in builtins:
+    from tilesearch.nn._context_blocks import context_flavours
+
+    for flavour in builtins + context_flavours():
+        _BUILTIN_TYPES.add(flavour.module_type)
         _REGISTRY.setdefault(flavour.module_type, flavour)

@@ -24,22 +24,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tilesearch.core import GAP, TileSpec
-from tilesearch.nn._flavours import SEFlavour
+from tilesearch.nn._se_flavour import SEFlavour
 
 # What nn.Module keeps about itself (parameters, buffers, submodules, hooks): shared with the adopted block.
 _MODULE_STATE = frozenset(vars(nn.Module())) - {"training"}
-
-
-def scale_by_tile(x: Tensor, gate: Tensor, tile_h: int, tile_w: int) -> Tensor:
-    """Multiply each tile of ``x`` by its gate: gate[..., i, j] scales tile (i, j) exactly."""
-    b, c, h, w = x.shape
-    nh, nw = gate.shape[-2:]
-    if h % tile_h == 0 and w % tile_w == 0:
-        # A broadcast view: no gate tensor of the input's size is materialized.
-        tiles = x.reshape(b, c, nh, tile_h, nw, tile_w)
-        return (tiles * gate.reshape(b, c, nh, 1, nw, 1)).reshape(b, c, h, w)
-    full = gate.repeat_interleave(tile_h, dim=2)[:, :, :h].repeat_interleave(tile_w, dim=3)[:, :, :, :w]
-    return x * full
 
 
 class TiledSqueezeExcite(nn.Module):
@@ -72,12 +60,12 @@ class TiledSqueezeExcite(nn.Module):
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
-        tile_h, tile_w = self.tile.resolve(x.shape[-2], x.shape[-1])
-        if tile_h >= x.shape[-2] and tile_w >= x.shape[-1]:
+        _, height, width = self.flavour.buffered_shape(self.block, tuple(x.shape[1:]))
+        tile_h, tile_w = self.tile.resolve(height, width)
+        if tile_h >= height and tile_w >= width:
             # One tile is GAP: the block's own code, so the result is bit-identical to SE.
             return self.block.forward(x)
-        pooled = self.flavour.squeeze(self.block, x, tile_h, tile_w)
-        return scale_by_tile(x, self.flavour.excite(self.block, pooled), tile_h, tile_w)
+        return self.flavour.forward_tiled(self.block, x, tile_h, tile_w)
 
     def extra_repr(self) -> str:
         return f"tile={self.tile}, block={type(self.block).__name__}"

@@ -47,7 +47,7 @@ def test_buffer_profile_from_file(tmp_path):
     "args, fragments",
     [
         (["buffer", "regnety_08"], ["'regnety_08'", "regnety_008"]),
-        (["buffer", "resnet18"], ["'resnet18'", "no squeeze-and-excite"]),
+        (["buffer", "resnet18"], ["'resnet18'", "no channel-attention block", "global_pool"]),
         (["buffer", "regnety_002", "--input-size", "abc"], ["'abc'", "positive integer"]),
         (["buffer", "regnety_002", "--input-size", "0"], ["'0'", "positive integer"]),
         (["buffer", "regnety_002", "--input-size", "-5"], ["'-5'", "positive integer"]),
@@ -71,7 +71,7 @@ def test_models_lists_names_with_se_counts():
 
 
 def test_models_filter_without_se_models_is_an_error():
-    assert_user_error(run_cli("models", "resnet1*"), "'resnet1*'", "squeeze-and-excite")
+    assert_user_error(run_cli("models", "resnet1*"), "'resnet1*'", "channel-attention")
 
 
 def test_console_script_reports_errors_without_traceback():

@@ -36,12 +36,14 @@ def models(
     pattern: Annotated[Optional[str], typer.Argument(
         help="Glob or substring to filter names [default: the known SE families].")] = None,
 ) -> None:
-    """List the supported model names (those with SE blocks) and their SE-block counts."""
+    """List the supported model names (those with channel-attention blocks), their block counts and how each
+    kind was found: by class (shipped), by registration (register_flavour) or by generic discovery."""
     names = matching_names(pattern)
     if not names:
         raise TilesearchError(f"no model name matches {pattern!r}; try a shorter filter such as 'regnety'")
     counts = se_block_counts(names)
-    rows = [(name, model_source(name).zoo.name, counts[name], default_input_size(name)) for name in names if counts[name] > 0]
+    rows = [(name, model_source(name).zoo.name, counts[name], default_input_size(name))
+            for name in names if counts[name].count > 0]
     if not rows:
-        raise TilesearchError(f"no model matching {pattern!r} has a squeeze-and-excite block")
+        raise TilesearchError(f"no model matching {pattern!r} has a tileable channel-attention block")
     print_models(rows)

@@ -10,6 +10,7 @@ from rich.table import Table
 from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, format_count, get_metric
 from tilesearch.scoring import SensitivityRow
 from tilesearch.search import AdditiveSurrogate, pareto_frame, study_metric, surrogate_error
+from tilesearch.zoo import BlockCount
 
 console = Console()
 
@@ -38,11 +39,12 @@ def print_buffer(model: str, input_size: tuple[int, int], tile: TileSpec, profil
     )
 
 
-def print_models(rows: list[tuple[str, str, int, tuple[int, int]]]) -> None:
-    """(name, zoo, SE blocks, input size) per model."""
-    table = _table("models with squeeze-and-excite blocks", ["model", "zoo", "SE blocks", "input size"], left=("model", "zoo"))
-    for name, zoo, count, (height, width) in rows:
-        table.add_row(name, zoo, str(count), f"{height}x{width}")
+def print_models(rows: list[tuple[str, str, BlockCount, tuple[int, int]]]) -> None:
+    """(name, zoo, blocks, input size) per model."""
+    table = _table("models with channel-attention blocks", ["model", "zoo", "blocks", "found by", "input size"],
+                   left=("model", "zoo", "found by"))
+    for name, zoo, blocks, (height, width) in rows:
+        table.add_row(name, zoo, str(blocks.count), ", ".join(blocks.found_by), f"{height}x{width}")
     console.print(table)
 
 

@@ -1,4 +1,4 @@
-"""Model zoos: timm, torchvision, effdet and the offline demo's network; checkpoints and pretrained weights.
+"""Model zoos: timm, torchvision, effdet, the offline demo's network and the user's own code; checkpoints and pretrained weights.
 
 Each source is a :class:`Zoo` in a registry (:func:`register_zoo`); a model name
 is routed to the zoo that owns it by :func:`model_source`.
@@ -8,6 +8,7 @@ from tilesearch.zoo._checkpoint import load_checkpoint
 from tilesearch.zoo._demo import DEMO_MODEL_NAME, DemoZoo, demo_network
 from tilesearch.zoo._effdet import EffdetZoo
 from tilesearch.zoo._models import (
+    BlockCount,
     DiscoveredModel,
     cache_dir,
     count_se_blocks,
@@ -19,15 +20,18 @@ from tilesearch.zoo._models import (
 )
 from tilesearch.zoo._timm import TimmZoo
 from tilesearch.zoo._torchvision import TorchvisionZoo
+from tilesearch.zoo._user_code import UserCodeZoo, is_code_reference, load_callable
 from tilesearch.zoo._zoo import ModelSource, Zoo, all_model_names, matching_names, model_source, register_zoo
 
-for _zoo in (DemoZoo(), TorchvisionZoo(), EffdetZoo(), TimmZoo()):  # first owner of a name wins
+for _zoo in (UserCodeZoo(), DemoZoo(), TorchvisionZoo(), EffdetZoo(), TimmZoo()):  # first owner of a name wins
     register_zoo(_zoo)
 
 __all__ = [
+    "BlockCount",
     "DEMO_MODEL_NAME",
     "DiscoveredModel",
     "ModelSource",
+    "UserCodeZoo",
     "Zoo",
     "all_model_names",
     "cache_dir",
@@ -36,6 +40,8 @@ __all__ = [
     "default_input_size",
     "demo_network",
     "discover_model",
+    "is_code_reference",
+    "load_callable",
     "load_checkpoint",
     "load_model",
     "matching_names",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tilesearch.core import DataError, SEBlock, TilesearchError
-from tilesearch.nn import discover_se_blocks, find_se_modules
+from tilesearch.nn import discover_se_blocks, find_se_modules, found_by, pools_seen
 from tilesearch.zoo._checkpoint import load_checkpoint
 from tilesearch.zoo._zoo import model_source
 
@@ -85,18 +85,27 @@ def discover_model(name: str, input_size: int | tuple[int, int] | None = None) -
         raise TilesearchError(f"invalid input size {input_size!r}: expected a positive integer such as 224")
     model = create_model(name, input_size=size)
     if not find_se_modules(model):
-        raise TilesearchError(f"model {name!r} has no squeeze-and-excite block, so there is nothing to tile")
+        raise TilesearchError(f"model {name!r} has no channel-attention block to tile{pools_seen(model)}")
     return DiscoveredModel(name, size, model, discover_se_blocks(model, size))
 
 
-def count_se_blocks(name: str) -> int:
-    """Number of SE blocks of a model, counted on the meta device (no memory, no forward)."""
+@dataclass(frozen=True)
+class BlockCount:
+    """How many tileable blocks a model has, and how discovery found them (class, registered, generic)."""
+
+    count: int
+    found_by: tuple[str, ...]
+
+
+def count_se_blocks(name: str) -> BlockCount:
+    """Tileable blocks of a model, counted on the meta device (no memory, no forward)."""
     try:
         with torch.device("meta"):
             model = create_model(name)
     except NotImplementedError:  # builders that compute widths with tensors (torchvision RegNet)
         model = create_model(name)
-    return len(find_se_modules(model))
+    modules = [module for _, module in find_se_modules(model)]
+    return BlockCount(len(modules), tuple(sorted({found_by(module) for module in modules})))
 
 
 def cache_dir() -> Path:
@@ -104,24 +113,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TILESEARCH_CACHE_DIR", Path.home() / ".cache" / "tilesearch"))
 
 
-def se_block_counts(names: list[str]) -> dict[str, int]:
-    """SE-block count per name, cached on disk per zoo version (building 100 models takes a while)."""
+def se_block_counts(names: list[str]) -> dict[str, BlockCount]:
+    """Block count per name, cached on disk per zoo version (building 100 models takes a while)."""
     from rich.progress import track
 
     from tilesearch.core import write_text_atomically
 
     stamp = "-".join(f"{pkg}{version(pkg)}" for pkg in ("timm", "torchvision", "effdet"))
-    path = cache_dir() / f"se-counts-{stamp}.json"
+    path = cache_dir() / f"block-counts-v2-{stamp}.json"
     try:
-        counts = json.loads(path.read_text())
-    except (OSError, ValueError):
+        counts = {name: BlockCount(entry[0], tuple(entry[1])) for name, entry in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, TypeError, IndexError):
         counts = {}
     missing = [name for name in names if name not in counts]
-    for name in track(missing, description="counting SE blocks", transient=True, disable=len(missing) < 5):
+    for name in track(missing, description="counting attention blocks", transient=True, disable=len(missing) < 5):
         counts[name] = count_se_blocks(name)
     if missing:
         try:
-            write_text_atomically(path, json.dumps(counts, indent=0, sort_keys=True))
+            entries = {name: [entry.count, list(entry.found_by)] for name, entry in counts.items()}
+            write_text_atomically(path, json.dumps(entries, indent=0, sort_keys=True))
         except OSError:
             pass  # a read-only home only costs the recount next time
     return {name: counts[name] for name in names}

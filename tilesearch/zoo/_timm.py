@@ -24,6 +24,13 @@ class TimmZoo(Zoo):
         "seresnet[0-9]*",
         "seresnext[0-9]*",
         "ecaresnet[0-9]*",
+        "gcresnet*",
+        "gcresnext*",
+        "skresnet*",
+        "skresnext*",
+        "resnest*",
+        "hgnet_*",  # found by generic discovery (EseModule)
+        "legacy_se*",  # found by generic discovery (the legacy SEModule)
     )
 
     @functools.cache

@@ -262,3 +262,23 @@ def test_gather_excite_is_tiled_with_a_global_extent_and_refused_with_a_learned_
     learned.gather = nn.Sequential(nn.Conv2d(16, 16, 8, groups=16), nn.BatchNorm2d(16))
     with pytest.raises(TilesearchError, match="learned depthwise convolution"):
         discover_se_blocks(nn.Sequential(nn.Conv2d(3, 16, 1), learned), 8)
+
+
+def test_onnx_export_of_every_kind_of_tiled_block_matches_pytorch(tmp_path):
+    """Partial edge tiles (3x3 on 20x20 and 10x10 maps) through GC, SK, SplitAttn and generic blocks."""
+    from timm.layers.global_context import GlobalContext
+    from timm.layers.selective_kernel import SelectiveKernel
+    from timm.layers.split_attn import SplitAttn
+
+    from tilesearch.deploy import export_onnx, onnx_parity
+
+    torch.manual_seed(0)
+    model = randomize_(unzero_(nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), GlobalContext(16, fuse_add=True, fuse_scale=True), SelectiveKernel(16, 16),
+        SplitAttn(16, 16, stride=2, radix=2, norm_layer=nn.BatchNorm2d), se_styles.LinearSE(16),
+        se_styles.KeepdimMaxSE(16),
+    )))
+    assert len(discover_se_blocks(model, 20)) == 5
+    apply_tiles(model, "3x3")
+    export_onnx(model, tmp_path / "model.onnx", (20, 20))
+    assert onnx_parity(model, tmp_path / "model.onnx", torch.randn(2, 3, 20, 20)) < 1e-4

@@ -25,9 +25,11 @@ def tiled_pool(x: Tensor, tile_h: int, tile_w: int, mode: str = "avg") -> Tensor
 
 def expand_tiles(values: Tensor, tile_h: int, tile_w: int, height: int, width: int) -> Tensor:
     """One value per tile (..., nh, nw) to the (..., height, width) map where each tile holds its value."""
-    rows, columns = values.dim() - 2, values.dim() - 1  # ONNX's repeat_interleave mishandles negative axes
-    return values.repeat_interleave(tile_h, dim=rows).narrow(rows, 0, height).repeat_interleave(
-        tile_w, dim=columns).narrow(columns, 0, width)
+    # Gather each row's and column's tile: exact, and exported to ONNX as two Gathers (repeat_interleave
+    # exports shapes that onnxruntime's shape inference rejects behind some layers).
+    rows = torch.arange(height, device=values.device) // tile_h
+    columns = torch.arange(width, device=values.device) // tile_w
+    return values.index_select(values.dim() - 2, rows).index_select(values.dim() - 1, columns)
 
 
 def scale_by_tile(x: Tensor, gate: Tensor, tile_h: int, tile_w: int) -> Tensor:
@@ -47,7 +49,7 @@ def tile_positions(x: Tensor, tile_h: int, tile_w: int, fill: float = 0.0) -> Te
     Edge tiles are padded with ``fill`` (``-inf`` makes a softmax ignore the padding).
     """
     b, c, h, w = x.shape
-    nh, nw = -(-h // tile_h), -(-w // tile_w)
+    nh, nw = (h + tile_h - 1) // tile_h, (w + tile_w - 1) // tile_w  # not -(-h // t): ONNX divides toward zero
     padded = F.pad(x, (0, nw * tile_w - w, 0, nh * tile_h - h), value=fill)
     tiles = padded.reshape(b, c, nh, tile_h, nw, tile_w).permute(0, 1, 2, 4, 3, 5)
     return tiles.reshape(b, c, nh, nw, tile_h * tile_w)

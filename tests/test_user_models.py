@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tilesearch.cli import app
 from tilesearch.core import TilesearchError, UnknownNameError
-from tilesearch.zoo import create_model, default_input_size, load_callable
+from tilesearch.zoo import count_se_blocks, create_model, default_input_size, load_callable
 
 runner = CliRunner()
 NETS = Path(__file__).parent / "user_nets"
@@ -79,6 +79,13 @@ def test_a_callable_that_fails_or_builds_no_block_is_one_line(function, fragment
     assert_user_error(runner.invoke(app, ["buffer", f"{NETS / 'se_styles.py'}:{function}"]), *fragments)
 
 
+def test_a_bad_input_size_attribute_is_one_line(tmp_path):
+    (tmp_path / "sized.py").write_text("from torch import nn\n\ndef build():\n    return nn.Identity()\n\n"
+                                       "build.input_size = '128'\n")
+    assert_user_error(runner.invoke(app, ["buffer", f"{tmp_path / 'sized.py'}:build"]), "input_size '128'",
+                      "(height, width)")
+
+
 def test_an_unknown_module_and_a_pretrained_request_are_refused(demo_val):
     with pytest.raises(UnknownNameError, match="no module named 'no_such_module_here'"):
         load_callable("no_such_module_here:build")
@@ -109,11 +116,10 @@ def test_a_user_file_can_register_its_own_flavour(tmp_path):
     result = runner.invoke(app, ["buffer", f"{tmp_path / 'registered.py'}:build", "--input-size", "33", "--json"])
     assert result.exit_code == 0, result.output
     assert [block["kind"] for block in json.loads(result.output)["blocks"]] == ["Gate"]
+    assert count_se_blocks(f"{tmp_path / 'registered.py'}:build").found_by == ("registered",)
 
 
 def test_models_says_how_each_family_is_found():
-    from tilesearch.zoo import count_se_blocks
-
     assert count_se_blocks(STYLED).found_by == ("generic",)
     assert count_se_blocks("regnety_002").found_by == ("class",)
     result = runner.invoke(app, ["models", "gcresnext26ts"])

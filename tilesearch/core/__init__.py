@@ -20,7 +20,7 @@ from tilesearch.core._cost import (
     parse_budget,
     parse_share,
 )
-from tilesearch.core._errors import DataError, StudyError, TilesearchError, TilesearchWarning, UnknownNameError
+from tilesearch.core._errors import DataError, StudyError, TilesearchError, TilesearchWarning, UnknownNameError, first_line
 from tilesearch.core._files import atomic_path, staged_files, write_text_atomically
 from tilesearch.core._metrics import CLASSIFIER, DETECTOR, METRICS, Metric, get_metric, metrics_for
 from tilesearch.core._spaces import GROUPINGS, Param, SearchSpace, available_spaces, distinct_choices, load_space
@@ -58,6 +58,7 @@ __all__ = [
     "buffer_report",
     "config_document",
     "distinct_choices",
+    "first_line",
     "format_count",
     "get_metric",
     "is_share",

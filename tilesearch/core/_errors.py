@@ -24,5 +24,11 @@ class StudyError(TilesearchError):
     """A run folder or Optuna study that cannot be opened, or was made with other settings."""
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 class TilesearchWarning(UserWarning):
     """Something tilesearch worked around (an unreadable cache, a skipped image) that a user should know of."""

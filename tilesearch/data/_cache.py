@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tilesearch.core import TilesearchWarning, atomic_path
+from tilesearch.core import TilesearchWarning, atomic_path, first_line
 
 
 def cache_file(cache_dir: Path, root: Path, samples: list[tuple[str, int]], recipe: dict) -> Path:
@@ -29,7 +29,7 @@ def load_cache(path: Path | None, keys: tuple[str, ...]) -> dict[str, torch.Tens
     try:
         tensors = torch.load(path, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
-        reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error).split(". ")[0]
         warnings.warn(f"image cache {str(path)!r} cannot be read ({reason}); decoding the images again",
                       TilesearchWarning, stacklevel=2)
         return None  # truncated or corrupt: a miss, rewritten by save_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
-from tilesearch.core import DataError, TilesearchWarning
+from tilesearch.core import DataError, TilesearchWarning, first_line
 
 # What PIL raises for a truncated file or one that is no image, and what a transform raises for a broken one.
 UNREADABLE = (OSError, ValueError, SyntaxError)
@@ -26,7 +26,7 @@ def decode_all(paths: list[str], decode_one: Callable[[int, str], None], strict:
         try:
             decode_one(len(kept), path)
         except UNREADABLE as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            reason = first_line(error)
             if strict:
                 raise DataError(f"image {path!r} cannot be read ({reason}); remove it, or run without "
                                 f"--strict-data to skip unreadable images") from error

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tilesearch.nn._se_flavour import SEFlavour
+from tilesearch.nn._se_flavour import SEFlavour, squeeze_with_optional_max
 from tilesearch.nn._tile_ops import (
     expand_tiles,
     fold_tiles,
@@ -85,13 +85,6 @@ def _split_attn_buffer(m: nn.Module, input_shape: tuple[int, ...]) -> tuple[int,
     return conv.out_channels, sides[0], sides[1]
 
 
-def _gather_excite_squeeze(m: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
-    pooled = tiled_pool(x, tile_h, tile_w)
-    if m.add_maxpool:
-        pooled = 0.5 * pooled + 0.5 * tiled_pool(x, tile_h, tile_w, mode="max")
-    return pooled
-
-
 def _gather_excite(m: nn.Module, pooled: Tensor) -> Tensor:
     return m.gate(m.mlp(pooled))
 
@@ -116,6 +109,6 @@ def context_flavours() -> list[SEFlavour]:
         SEFlavour(SelectiveKernelAttn, family="sk", tiled=_selective_kernel_attn),
         SEFlavour(SplitAttn, family="splat", tiled=_split_attn, buffered_shape=_split_attn_buffer,
                   excite_layers=("fc1", "fc2")),
-        SEFlavour(GatherExcite, _gather_excite, "ge", _gather_excite_squeeze, refusal=_gather_excite_refusal,
+        SEFlavour(GatherExcite, _gather_excite, "ge", squeeze_with_optional_max, refusal=_gather_excite_refusal,
                   excite_layers=("mlp",)),
     ]

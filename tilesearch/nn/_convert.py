@@ -71,7 +71,7 @@ def apply_tiles(model: nn.Module, tiles: TileChoice | TileConfig | TileConfigFil
     """
     blocks = find_se_modules(model)
     if not blocks:
-        raise TilesearchError(f"{type(model).__name__} has no channel-attention block to tile{pools_seen(model)}")
+        raise no_block_error(model)
     names = [name for name, _ in blocks]
     if isinstance(tiles, (str, os.PathLike)) and str(tiles).endswith((".yaml", ".yml")):
         tiles = load_config(tiles)
@@ -105,27 +105,37 @@ def current_tiles(model: nn.Module) -> dict[str, TileSpec]:
     }
 
 
-def refused_blocks(model: nn.Module) -> list[tuple[str, str, str]]:
-    """(module path, class, reason) of every module that pools globally but is not tiled."""
+def refused_blocks(model: nn.Module) -> list[tuple[str, str, Refused]]:
+    """(module path, class, why) of every module that pools globally, or may, but is not tiled."""
     found = []
     for name, module in model.named_modules():
-        flavour = flavour_for_type(type(module))
-        if refusal_of(module) is not None:
-            reason = refusal_of(module)
-        elif flavour is not None:
-            reason = flavour.refuses(module)
-        elif is_candidate(module) and isinstance(verdict := analyse(module), Refused) and verdict.pools_globally:
-            reason = verdict.reason
-        else:
-            continue
-        if reason:
-            found.append((name or "(the model)", type(module).__name__, reason))
+        verdict = _refusal(module)
+        if verdict is not None:
+            found.append((name or "(the model)", type(module).__name__, verdict))
     return found
 
 
-def pools_seen(model: nn.Module) -> str:
-    """What discovery saw of ``model``'s global pools, for the error that it has no block to tile."""
+def _refusal(module: nn.Module) -> Refused | None:
+    """Why ``module`` is not tiled although it pools globally (or may); None when it is tiled or pools nothing."""
+    if refusal_of(module) is not None:  # a failed GAP check
+        return Refused(refusal_of(module))
+    flavour = flavour_for_type(type(module))
+    if flavour is not None:
+        reason = flavour.refuses(module)
+        return None if reason is None else Refused(reason)
+    if is_candidate(module) and isinstance(verdict := analyse(module), Refused) and verdict.pools_globally is not False:
+        return verdict
+    return None
+
+
+def no_block_error(model: nn.Module, label: str | None = None) -> TilesearchError:
+    """The error for a model with nothing to tile, naming each global pool seen and why it was not taken."""
     refused = refused_blocks(model)
-    if not refused:
-        return "; no module's forward pools its input globally (nn.AdaptiveAvgPool2d(1), x.mean((2, 3)), ...)"
-    return "; global pools seen: " + "; ".join(f"{name} ({kind}): {reason}" for name, kind, reason in refused)
+    seen = [f"{name} ({kind}): {verdict.reason}" for name, kind, verdict in refused if verdict.pools_globally]
+    untraced = [f"{name} ({kind})" for name, kind, verdict in refused if verdict.pools_globally is None]
+    parts = [f"global pools seen: {'; '.join(seen)}" if seen else
+             "no module's forward pools its input globally (nn.AdaptiveAvgPool2d(1), x.mean((2, 3)), ...)"]
+    if untraced:
+        parts.append(f"torch.fx could not trace {', '.join(untraced[:5])}{' ...' if len(untraced) > 5 else ''} "
+                     f"(register_flavour makes such a block tileable)")
+    return TilesearchError(f"{label or type(model).__name__} has no channel-attention block to tile; {'; '.join(parts)}")

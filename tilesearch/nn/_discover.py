@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tilesearch.core import SEBlock, TilesearchError, TilesearchWarning
-from tilesearch.nn._convert import block_type, find_se_modules, flavour_of, pools_seen
+from tilesearch.core import SEBlock, TilesearchError, TilesearchWarning, first_line
+from tilesearch.nn._convert import block_type, find_se_modules, flavour_of, no_block_error
 from tilesearch.nn._generic import refuse
 from tilesearch.nn._se_flavour import SEFlavour
 from tilesearch.nn._tiled import TiledSqueezeExcite
@@ -101,11 +101,7 @@ def _trace(model: nn.Module, input_size: int | tuple[int, int]) -> _Trace:
         param = next(model.parameters(), None)
         return _forward_trace(model, input_size, param.device if param is not None else torch.device("cpu"))
     except (NotImplementedError, RuntimeError) as error:
-        raise TilesearchError(f"{type(model).__name__} cannot run at input size {input_size}: {_first_line(error)}") from error
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TilesearchError(f"{type(model).__name__} cannot run at input size {input_size}: {first_line(error)}") from error
 
 
 def _is_size_error(error: Exception) -> bool:
@@ -148,7 +144,7 @@ def discover_se_blocks(model: nn.Module, input_size: int | tuple[int, int]) -> l
     """
     modules = dict(find_se_modules(model))
     if not modules:
-        raise TilesearchError(f"{type(model).__name__} has no channel-attention block to tile{pools_seen(model)}")
+        raise no_block_error(model)
     blocks = []
     for name, input_shape in _trace(model, input_size).se_inputs.items():
         module, flavour = modules[name], flavour_of(modules[name])
@@ -201,7 +197,7 @@ def gap_mismatch(module: nn.Module, flavour: SEFlavour, input_shape: tuple[int, 
         _, buffered_h, buffered_w = flavour.buffered_shape(block, tuple(shape[1:]))
         actual = flavour.forward_tiled(block, x.clone(), buffered_h, buffered_w)
     except Exception as error:  # the user's code may raise anything
-        return f"its tiled forward fails ({type(error).__name__}: {str(error).strip()[:160]})"
+        return f"its tiled forward fails ({type(error).__name__}: {first_line(error, 160)})"
     finally:
         block.train(was_training)
     if actual.shape != expected.shape:

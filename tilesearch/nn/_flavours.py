@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tilesearch.nn._se_flavour import Excite, SEFlavour, Squeeze, average_squeeze
-from tilesearch.nn._tile_ops import tiled_pool
+from tilesearch.nn._se_flavour import Excite, SEFlavour, Squeeze, average_squeeze, squeeze_with_optional_max
 
 _REGISTRY: dict[type[nn.Module], SEFlavour] = {}
 _BUILTINS_REGISTERED = False
@@ -70,14 +69,6 @@ def _excite_timm_effective_se(m: nn.Module, s: Tensor) -> Tensor:
     return m.gate(m.fc(s))
 
 
-def _squeeze_with_optional_max(m: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
-    """timm's SEModule and EffectiveSEModule average, and with ``add_maxpool`` also max-pool, half each."""
-    pooled = tiled_pool(x, tile_h, tile_w)
-    if getattr(m, "add_maxpool", False):
-        pooled = 0.5 * pooled + 0.5 * tiled_pool(x, tile_h, tile_w, mode="max")
-    return pooled
-
-
 def _excite_timm_squeeze_excite(m: nn.Module, s: Tensor) -> Tensor:
     return m.gate(m.conv_expand(m.act1(m.conv_reduce(s))))
 
@@ -121,8 +112,8 @@ def _register_builtins() -> None:
 
     builtins = [
         SEFlavour(SqueezeExcite, _excite_timm_squeeze_excite),
-        SEFlavour(SEModule, _excite_timm_se_module, squeeze=_squeeze_with_optional_max),
-        SEFlavour(EffectiveSEModule, _excite_timm_effective_se, "ese", _squeeze_with_optional_max),
+        SEFlavour(SEModule, _excite_timm_se_module, squeeze=squeeze_with_optional_max),
+        SEFlavour(EffectiveSEModule, _excite_timm_effective_se, "ese", squeeze_with_optional_max),
         SEFlavour(SqueezeExcitation, _excite_torchvision),
         SEFlavour(EcaModule, _excite_timm_eca, "eca"),
         SEFlavour(CecaModule, _excite_timm_ceca, "eca"),

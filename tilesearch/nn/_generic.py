@@ -29,6 +29,7 @@ from functools import cache
 import torch
 from torch import Tensor, fx, nn
 
+from tilesearch.core import first_line
 from tilesearch.nn._se_flavour import SEFlavour
 from tilesearch.nn._tile_ops import fold_tiles, scale_by_tile, tiled_pool, unfold_tiles
 
@@ -52,7 +53,7 @@ class Refused:
     """Why a module that pools globally is not a tileable block."""
 
     reason: str
-    pools_globally: bool = True  # False when its forward has no global pool of its input at all
+    pools_globally: bool | None = True  # False: no global pool of its input; None: untraceable, so unknown
 
 
 _ANALYSED: weakref.WeakKeyDictionary[nn.Module, GateGraph | Refused] = weakref.WeakKeyDictionary()
@@ -107,7 +108,7 @@ def _analyse(module: nn.Module) -> GateGraph | Refused:
     try:
         graph = fx.Tracer().trace(module)
     except Exception as error:  # fx raises many types on data-dependent control flow
-        return Refused(f"torch.fx cannot trace its forward ({_first_line(error)})")
+        return Refused(f"torch.fx cannot trace its forward ({first_line(error, 160)})", pools_globally=None)
     inputs = [node for node in graph.nodes if node.op == "placeholder"]
     pools = [(node, _pool_kind(module, node)) for node in graph.nodes]
     pools = [(node, kind) for node, kind in pools if kind is not None]
@@ -131,11 +132,6 @@ def _analyse(module: nn.Module) -> GateGraph | Refused:
     if not used:
         return Refused("its gate does not depend on a global pool of its input")
     return GateGraph(_gate_module(module, graph, x, gate, ancestors, sorted(used)), tuple(sorted(used)))
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 def _gate_of(out, x: fx.Node) -> fx.Node | None:
@@ -172,7 +168,7 @@ def _reads_only_shape(node: fx.Node, x: fx.Node) -> bool:
         return True
     if node.op == "call_method" and node.target in _SHAPED_LIKE:
         return node.args[0] is not x and x not in node.args[2:]
-    return node.op == "placeholder"
+    return False
 
 
 def _pool_kind(module: nn.Module, node: fx.Node) -> str | None:

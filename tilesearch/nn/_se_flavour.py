@@ -30,6 +30,15 @@ def average_squeeze(block: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Te
     return tiled_pool(x, tile_h, tile_w)
 
 
+def squeeze_with_optional_max(block: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
+    """The average of each tile, and with the block's ``add_maxpool`` half average, half max
+    (timm's SEModule, EffectiveSEModule and GatherExcite)."""
+    pooled = tiled_pool(x, tile_h, tile_w)
+    if getattr(block, "add_maxpool", False):
+        pooled = 0.5 * pooled + 0.5 * tiled_pool(x, tile_h, tile_w, mode="max")
+    return pooled
+
+
 def input_buffer(block: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The block buffers its input; leading non-spatial axes (paths, radix) count as channels."""
     *channels, height, width = input_shape

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tilesearch.core import DataError, SEBlock, TilesearchError
-from tilesearch.nn import discover_se_blocks, find_se_modules, found_by, pools_seen
+from tilesearch.core import DataError, SEBlock, TilesearchError, first_line
+from tilesearch.nn import discover_se_blocks, find_se_modules, found_by, no_block_error
 from tilesearch.zoo._checkpoint import load_checkpoint
 from tilesearch.zoo._zoo import model_source
 
@@ -52,10 +52,10 @@ def load_model(
     except TilesearchError:
         raise
     except Exception as error:  # hub and network errors come in many types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise DataError(
             f"no pretrained weights for {name!r} could be loaded (offline and not in the {source.zoo.weights_cache}?): "
-            f"{reason[:200]}; pass --checkpoint FILE instead"
+            f"{reason}; pass --checkpoint FILE instead"
         ) from error
 
 
@@ -85,7 +85,7 @@ def discover_model(name: str, input_size: int | tuple[int, int] | None = None) -
         raise TilesearchError(f"invalid input size {input_size!r}: expected a positive integer such as 224")
     model = create_model(name, input_size=size)
     if not find_se_modules(model):
-        raise TilesearchError(f"model {name!r} has no channel-attention block to tile{pools_seen(model)}")
+        raise no_block_error(model, f"model {name!r}")
     return DiscoveredModel(name, size, model, discover_se_blocks(model, size))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tilesearch.core import TilesearchError, UnknownNameError
+from tilesearch.core import TilesearchError, UnknownNameError, first_line
 from tilesearch.zoo._zoo import Zoo
 
 _SPEC = re.compile(r"(?P<target>[^:]+):(?P<attribute>[A-Za-z_]\w*)")
@@ -49,7 +49,7 @@ class UserCodeZoo(Zoo):
         try:
             model = build() if num_classes is None else build(num_classes=num_classes)
         except Exception as error:
-            raise TilesearchError(f"{name} raised {type(error).__name__}: {_first_line(error)}") from error
+            raise TilesearchError(f"{name} raised {type(error).__name__}: {first_line(error)}") from error
         if not isinstance(model, nn.Module):
             raise TilesearchError(f"{name} returned {type(model).__name__}, not a torch.nn.Module")
         if getattr(build, "input_size", None) is not None and not hasattr(model, "pretrained_cfg"):
@@ -65,8 +65,10 @@ class UserCodeZoo(Zoo):
         size = getattr(load_callable(name), "input_size", None)
         if size is None:
             return DEFAULT_INPUT_SIZE
-        height, width = (size, size) if isinstance(size, int) else size
-        return int(height), int(width)
+        sides = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else ()
+        if len(sides) != 2 or not all(isinstance(side, int) and side > 0 for side in sides):
+            raise TilesearchError(f"{name} has input_size {size!r}: expected a positive integer or (height, width)")
+        return sides
 
 
 def load_callable(reference: str) -> Callable[..., nn.Module]:
@@ -130,9 +132,4 @@ def _import_module(target: str):
 def _describe(error: BaseException) -> str:
     if isinstance(error, SyntaxError):
         return f"SyntaxError: {error.msg} ({Path(error.filename or '?').name}, line {error.lineno})"
-    return f"{type(error).__name__}: {_first_line(error)}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else "(no message)"
+    return f"{type(error).__name__}: {first_line(error)}"

@@ -69,7 +69,7 @@ def setup(args, workdir: Path):
         from tilesearch.demo import CLASSES, write_demo_dataset
         from tilesearch.zoo import DEMO_MODEL_NAME
 
-        model = load_model(DEMO_MODEL_NAME, pretrained=True)
+        model = load_model(DEMO_MODEL_NAME)
         preprocessing = resolve_preprocessing(model)
         per_class = -(-args.images // len(CLASSES))
         root = write_demo_dataset(workdir / "demo-data", "val", per_class, seed=0)

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     rows = []
-    demo = RunSettings(model=DEMO_MODEL_NAME, data=str(demo_data(args.out)), pretrained=True, val_subset=400, space="uniform")
+    demo = RunSettings(model=DEMO_MODEL_NAME, data=str(demo_data(args.out)), val_subset=400, space="uniform")
     rows.append(("demo (tilesearch_demo_net)", measure(demo, args.out, demo_data(args.out, "train"),
                                                        epochs=args.epochs, train_subset=1.0)))
     if SHARED.is_dir():

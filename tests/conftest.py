@@ -53,6 +53,35 @@ def demo_val(tmp_path_factory) -> Path:
     return write_demo_dataset(tmp_path_factory.mktemp("demo"), "val", 20, seed=5)
 
 
+def offline_hub(monkeypatch, cache: Path) -> None:
+    """What HF_HUB_OFFLINE=1 and HF_HUB_CACHE do, applied to the already imported Hugging Face hub client."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+@pytest.fixture
+def torch_hub_cache(tmp_path, monkeypatch):
+    """An empty torch.hub cache that cannot download; ``fill(model_name)`` puts seeded weights of an effdet model
+    into it where effdet's own loading looks (its release file name)."""
+    from effdet import get_efficientdet_config
+
+    from tilesearch.zoo import load_model
+
+    hub = tmp_path / "torch-hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+
+    def fill(model_name: str) -> dict:
+        state = randomize_(load_model(model_name, random_weights=True)).state_dict()
+        (hub / "checkpoints").mkdir(parents=True, exist_ok=True)
+        torch.save(state, hub / "checkpoints" / get_efficientdet_config(model_name).url.rsplit("/", 1)[1])
+        return state
+
+    return fill
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():

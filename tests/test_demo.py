@@ -93,12 +93,12 @@ def test_checkpoint_loads_strict_with_timm_keys():
     model = create_model(DEMO_MODEL_NAME)
     assert set(state) == set(model.state_dict())
     model.load_state_dict(state, strict=True)
-    pretrained = load_model(DEMO_MODEL_NAME, pretrained=True)
+    pretrained = load_model(DEMO_MODEL_NAME)
     torch.testing.assert_close(pretrained.state_dict(), model.state_dict())
 
 
 def test_gap_beats_chance_and_tiny_tiles():
-    model = load_model(DEMO_MODEL_NAME, pretrained=True)
+    model = load_model(DEMO_MODEL_NAME)
     images, labels = demo.render_split("val", n_per_class=25, seed=1)
     accuracy = demo.tile_accuracies(model, images, labels, tiles=("GAP", "7xW", "1x1"))
     chance = 1 / len(demo.CLASSES)

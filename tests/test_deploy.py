@@ -51,7 +51,7 @@ def test_finetune_all_1x1_does_not_lose_accuracy_and_writes_final(demo_run, tmp_
     saved = load_config(final / "config.yaml")
     assert {str(t) for t in saved.tiles.values()} == {"1x1"}
     model = load_checkpoint(create_model(DEMO_MODEL_NAME), final / "model.safetensors")  # complete and strict-loadable
-    assert not torch.equal(model.head.fc.weight, load_model(DEMO_MODEL_NAME, pretrained=True).head.fc.weight)
+    assert not torch.equal(model.head.fc.weight, load_model(DEMO_MODEL_NAME).head.fc.weight)
     assert not list(demo_run["dir"].glob(".final.tmp*"))
 
 
@@ -61,7 +61,7 @@ def test_exported_yaml_applied_to_a_fresh_model_reproduces_the_trial(demo_run, t
     result = runner.invoke(app, ["export", str(demo_run["dir"]), "--trial", str(trial.number), "--format", "yaml",
                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    model = load_model(DEMO_MODEL_NAME, pretrained=True)
+    model = load_model(DEMO_MODEL_NAME)
     tilesearch.apply_tiles(model, tmp_path / "config.yaml")  # a user's own model, the config's path
     preprocessing = resolve_preprocessing(model)
     from torchvision.datasets import ImageFolder
@@ -120,7 +120,7 @@ def test_apply_tiles_refuses_a_config_of_another_model(demo_run, tmp_path):
     config = uniform_config(demo_run["dir"], "7xW", tmp_path / "c.yaml")
     with pytest.raises(tilesearch.TilesearchError, match="does not match this model's SE blocks"):
         tilesearch.apply_tiles(timm.create_model("regnety_002"), config)
-    tilesearch.apply_tiles(load_model(DEMO_MODEL_NAME, pretrained=True), tilesearch.load_config(config))
+    tilesearch.apply_tiles(load_model(DEMO_MODEL_NAME), tilesearch.load_config(config))
 
 
 def test_bad_deploy_inputs(demo_run, tmp_path):

@@ -85,7 +85,8 @@ def test_eval_command_scores_a_detector(fixture):
 
     images_dir, annotations = fixture
     runner = CliRunner()
-    args = ["eval", "--model", "efficientdet_d0", "--data", str(images_dir), "--input-size", "128", "--num-classes", "2"]
+    args = ["eval", "--model", "efficientdet_d0", "--data", str(images_dir), "--input-size", "128", "--num-classes", "2",
+            "--random-weights"]
     result = runner.invoke(app, args + ["--annotations", str(annotations), "--tile", "7xW", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -108,8 +109,8 @@ def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
 
     images_dir, annotations = fixture
     runner = CliRunner()
-    base = ["run", "--model", "efficientdet_d0", "--input-size", "128", "--num-classes", "2", "--data", str(images_dir),
-            "--val-subset", "4", "--n-trials", "3", "--buffer-budget", "90%", "--out", str(tmp_path)]
+    base = ["run", "--model", "efficientdet_d0", "--random-weights", "--input-size", "128", "--num-classes", "2",
+            "--data", str(images_dir), "--val-subset", "4", "--n-trials", "3", "--buffer-budget", "90%", "--out", str(tmp_path)]
     result = runner.invoke(app, base + ["--annotations", str(annotations), "--study-name", "a"])
     assert result.exit_code == 0, result.output
     document = read_run_file(tmp_path / "a")
@@ -146,10 +147,14 @@ def test_detector_search_with_annotations_and_label_free(fixture, tmp_path):
     assert [o.name for o in session.get_outputs()] == [f"class_{i}" for i in range(5)] + [f"box_{i}" for i in range(5)]
     assert session.get_inputs()[0].shape == [1, 3, 128, 128]
 
-    result = runner.invoke(app, base + ["--study-name", "p"])  # no annotations: pseudo-mAP against SE
+    # No annotations: pseudo-mAP against SE, which random weights cannot give (no detection scores 0.3)
+    assert_user_error(runner.invoke(app, base + ["--study-name", "p"]), "detects nothing", "--metric fidelity")
+    result = runner.invoke(app, base + ["--study-name", "f", "--metric", "fidelity"])
     assert result.exit_code == 0, result.output
-    study = load_study_of_run(read_run_file(tmp_path / "p"))
-    assert study.user_attrs["settings"]["metric"] == "pseudo_map"
+    study = load_study_of_run(read_run_file(tmp_path / "f"))
+    assert study.user_attrs["settings"]["metric"] == "fidelity"
+    values = {t.user_attrs["baseline"]: t.values[0] for t in study.get_trials() if "baseline" in t.user_attrs}
+    assert values["SE"] == 0.0 and values["7xW"] > 0.0
 
     assert_user_error(runner.invoke(app, base + ["--metric", "map"]), "--annotations")
     assert_user_error(runner.invoke(app, base + ["--study-name", "t", "--train-data", str(train_dir)]), "--train-annotations")
@@ -173,7 +178,8 @@ def test_flagship_efficientdet_d2_at_768_runs_end_to_end(tmp_path):
     from tilesearch.search import read_run_file
 
     images_dir, annotations = write_coco_fixture(tmp_path / "coco", 3, seed=0, size=(320, 256))
-    result = CliRunner().invoke(app, ["run", "--model", "efficientdet_d2", "--buffer-budget", "5M", "--data", str(images_dir),
+    result = CliRunner().invoke(app, ["run", "--model", "efficientdet_d2", "--buffer-budget", "5M", "--random-weights",
+                                      "--data", str(images_dir),
                                       "--annotations", str(annotations), "--val-subset", "2", "--n-trials", "2",
                                       "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output

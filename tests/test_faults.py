@@ -283,6 +283,6 @@ def test_only_the_command_that_starts_a_run_checks_memory(finished_run, demo_val
 def test_the_demo_network_takes_a_new_head_on_its_pretrained_backbone():
     from tilesearch.zoo import load_model
 
-    default, five = load_model(DEMO_MODEL_NAME, pretrained=True), load_model(DEMO_MODEL_NAME, pretrained=True, num_classes=5)
+    default, five = load_model(DEMO_MODEL_NAME), load_model(DEMO_MODEL_NAME, num_classes=5)
     assert five.head.fc.out_features == 5
     assert all(default.state_dict()[key].equal(value) for key, value in five.state_dict().items() if "head" not in key)

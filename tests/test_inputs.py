@@ -23,6 +23,8 @@ from tilesearch.core import (
 from tilesearch.data import stratified_split
 from tilesearch.zoo import load_checkpoint, load_model
 
+from conftest import offline_hub
+
 IDEAL = load_profile("ideal")
 FP16 = HardwareProfile("fp16", bytes_per_element=2)
 
@@ -178,18 +180,11 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
         load_model("regnety_002", checkpoint=bad)
 
 
-def offline_hub(monkeypatch, cache):
-    """What HF_HUB_OFFLINE=1 and HF_HOME do, applied to the already imported hub client."""
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-
-
 def test_pretrained_offline_without_cache_says_so(tmp_path, monkeypatch):
     offline_hub(monkeypatch, tmp_path / "hub")
-    with pytest.raises(TilesearchError, match="--checkpoint"):
-        load_model("regnety_002", pretrained=True)
+    where = rf"timm/regnety_002\.pycls_in1k \(model\.safetensors\) in the Hugging Face cache {tmp_path / 'hub'}"
+    with pytest.raises(TilesearchError, match=where + r" could not be loaded .*pass --checkpoint FILE"):
+        load_model("regnety_002")
 
 
 def test_pretrained_reads_the_local_hugging_face_cache(tmp_path, monkeypatch, small_state):
@@ -208,23 +203,14 @@ def test_pretrained_reads_the_local_hugging_face_cache(tmp_path, monkeypatch, sm
     refs.mkdir()
     (refs / "main").write_text("0" * 40)
     offline_hub(monkeypatch, home / "hub")
-    model = load_model("regnety_002", pretrained=True)
+    model = load_model("regnety_002")
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
 
 
-def test_effdet_pretrained_reads_the_torch_hub_cache(tmp_path, monkeypatch):
+def test_effdet_pretrained_reads_the_torch_hub_cache(torch_hub_cache):
     """effdet's own loading: the release file, already in torch.hub's checkpoint cache, loads offline."""
-    from effdet import get_efficientdet_config
-
-    url = get_efficientdet_config("efficientdet_d0").url
-    state = load_model("efficientdet_d0").state_dict()
-    checkpoints = tmp_path / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.save(state, checkpoints / url.rsplit("/", 1)[1])
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    model = load_model("efficientdet_d0", pretrained=True)
+    with pytest.raises(TilesearchError, match=r"efficientdet_d0-f3276ba8\.pth could not be loaded .*--checkpoint FILE"):
+        load_model("efficientdet_d0")
+    state = torch_hub_cache("efficientdet_d0")
+    model = load_model("efficientdet_d0")
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    with pytest.raises(TilesearchError, match="torch hub checkpoint cache"):
-        load_model("efficientdet_d0", pretrained=True)

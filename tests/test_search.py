@@ -141,7 +141,7 @@ def test_pareto_command_reads_the_front_from_storage(demo_val, tmp_path):
 
 
 def test_api_run_search(demo_val, tmp_path):
-    settings = RunSettings(model=DEMO_MODEL_NAME, data=str(demo_val), pretrained=True, val_subset=40, space="uniform")
+    settings = RunSettings(model=DEMO_MODEL_NAME, data=str(demo_val), val_subset=40, space="uniform")
     result = run_search(prepare_search(settings, out_dir=tmp_path), n_trials=4, show_progress=False)
     assert result.completed_after == 4 and not result.interrupted
     assert result.run_dir == tmp_path / "tilesearch_demo_net-uniform"
@@ -176,7 +176,7 @@ def test_bad_run_inputs(demo_val, tmp_path, three_class_data):
     assert_user_error(run(*run_args(demo_val, tmp_path, "--timeout", "-1", "--study-name", "t")), "timeout -1")
     assert not (tmp_path / "t").exists()
     assert_user_error(run(*run_args(demo_val, tmp_path, "--space", "nope")), "'nope'", "default")
-    assert_user_error(run("run", "--model", DEMO_MODEL_NAME), "both --model and --data")
+    assert_user_error(run("run", "--data", str(demo_val)), "--data needs --model")
     assert_user_error(run("resume", str(tmp_path / "missing")), "not a tilesearch run folder")
     assert_user_error(run("pareto", str(tmp_path / "missing")), "not a tilesearch run folder")
     assert_user_error(run("eval", "--model", DEMO_MODEL_NAME, "--data", str(demo_val), "--pretrained"), "exactly one of")

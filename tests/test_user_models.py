@@ -86,11 +86,13 @@ def test_a_bad_input_size_attribute_is_one_line(tmp_path):
                       "(height, width)")
 
 
-def test_an_unknown_module_and_a_pretrained_request_are_refused(demo_val):
+def test_an_unknown_module_is_refused_and_own_weights_are_named():
+    from tilesearch.zoo import describe_weights
+
     with pytest.raises(UnknownNameError, match="no module named 'no_such_module_here'"):
         load_callable("no_such_module_here:build")
-    assert_user_error(runner.invoke(app, ["eval", "--model", STYLED, "--pretrained", "--data", str(demo_val), "--tile", "GAP"]),
-                      "your own code", "--checkpoint")
+    assert describe_weights(STYLED) == f"the weights {STYLED} gives it (no --checkpoint)"
+    assert describe_weights(STYLED, random_weights=True).startswith("RANDOM weights")
 
 
 def test_a_user_file_can_register_its_own_flavour(tmp_path):

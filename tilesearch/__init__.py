@@ -5,7 +5,7 @@ The pipeline, one subpackage per stage, each importing only the ones above it in
 * :mod:`tilesearch.core`    -- tiles, tile-config files, cost model and budgets, spaces, profiles, metrics (no torch)
 * :mod:`tilesearch.nn`      -- the tiled SE module, the SE-flavour registry, discovery of SE blocks
 * :mod:`tilesearch.zoo`     -- models by name (timm, torchvision, effdet, the demo network), checkpoints
-* :mod:`tilesearch.data`    -- image folders, COCO, preprocessing, the decoded-image cache
+* :mod:`tilesearch.data`    -- image folders, COCO, preprocessing, the decoded-image cache, synthesised images
 * :mod:`tilesearch.scoring` -- zero-shot scores of a config, the one-block sensitivity scan
 * :mod:`tilesearch.search`  -- the Optuna study, workers, run folders, the additive surrogate
 * :mod:`tilesearch.deploy`  -- fine-tuning and export
@@ -31,6 +31,7 @@ _PUBLIC = {
         "register_flavour",
     ),
     "tilesearch.zoo": ("create_model", "default_input_size", "discover_model", "load_checkpoint", "load_model"),
+    "tilesearch.data": ("ImageSource", "register_source", "synthetic_images"),
     "tilesearch.scoring": ("Score", "Scorer", "evaluate_config", "evaluate_detection"),
     "tilesearch.search": ("RunSettings", "prepare_resume", "prepare_search", "run_search"),
     "tilesearch.deploy": ("export", "finetune"),

@@ -113,3 +113,15 @@ def build_not_a_module(num_classes: int = 10):
 
 def build_raises(num_classes: int = 10):
     raise ValueError("this network needs a config file")
+
+
+def build_without_batchnorm(num_classes: int = 10) -> nn.Module:
+    """The same network with every BatchNorm replaced by the identity: nothing for synthetic-bn to match."""
+    model = StyledNet(num_classes)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.BatchNorm2d):
+            model.set_submodule(name, nn.Identity())
+    return model
+
+
+build_without_batchnorm.input_size = 64

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from tilesearch.core import ACCEPTED_FORMS, BUDGET_FORMS, METRICS, available_profiles, available_spaces
+from tilesearch.data import DEFAULT_SOURCE, image_sources
 from tilesearch.search import SAMPLERS, STRATEGIES
 
 RunDir = Annotated[str, typer.Argument(help="A run folder, e.g. runs/regnety_002-5M.")]
@@ -21,7 +22,11 @@ Model = Annotated[Optional[str], typer.Option(
     "--model", help="Model name: timm (regnety_002), effdet (efficientdet_d2), torchvision/NAME, or tilesearch_demo_net.")]
 Data = Annotated[Optional[str], typer.Option(
     "--data", help="Images: ImageFolder layout (DIR/CLASS/IMAGE), a flat folder of unlabeled images, "
-                   "or a detector's COCO images folder.")]
+                   "or a detector's COCO images folder [default: none; images are synthesised, see --data-source].")]
+DataSource = Annotated[Optional[str], typer.Option(
+    "--data-source", show_default=False,
+    help=f"Without --data, how calibration images are synthesised (cached in the run folder): "
+         f"{', '.join(image_sources())} [default: {DEFAULT_SOURCE}]. Scores are then label-free (fidelity to SE).")]
 Annotations = Annotated[Optional[str], typer.Option(
     "--annotations", help="Detectors: COCO instances JSON for --data IMAGES_DIR (score: mAP); without it, "
                           "pseudo-mAP against the SE model's detections.")]
@@ -39,8 +44,10 @@ Budget = Annotated[Optional[str], typer.Option(
     "--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS} [default: none; the demo 50%].")]
 Metric = Annotated[Optional[str], typer.Option(
     "--metric", help=f"Score to optimise: {', '.join(name.replace('_', '-') for name in METRICS)}. agreement "
-                     f"(top-1 agreement with SE), kl (mean KL from SE, minimised) and pseudo-map need no labels "
-                     f"[default: accuracy; detectors map, or pseudo-map without --annotations].", show_default=False)]
+                     f"(top-1 agreement with SE), kl (mean KL from SE, minimised), pseudo-map and fidelity (divergence "
+                     f"of the outputs from SE's: logits, or a detector's class and box maps; minimised) need no labels "
+                     f"[default: accuracy; detectors map, or pseudo-map without --annotations; fidelity without --data].",
+    show_default=False)]
 Sampler = Annotated[Optional[str], typer.Option(
     "--sampler", show_default=False, help=f"Optuna sampler: {', '.join(SAMPLERS)} [default: nsga2].")]
 Strategy = Annotated[Optional[str], typer.Option(
@@ -77,8 +84,9 @@ def _option(name: str, annotation, default) -> inspect.Parameter:
 
 WEIGHTS = [
     _option("pretrained", Annotated[bool, typer.Option(
-        "--pretrained", help="Load the zoo's pretrained weights (timm: the local Hugging Face cache when offline; "
-                             "effdet: torch.hub's cache).")], False),
+        "--pretrained/--random-weights",
+        help="Without --checkpoint: the zoo's pretrained weights through its own cache (timm: Hugging Face's; effdet, "
+             "torchvision: torch.hub's), or seeded random weights, which every output then labels as such.")], True),
     _option("checkpoint", Annotated[Optional[str], typer.Option(
         "--checkpoint", help="Weights file: .safetensors, or .pth/.pth.tar holding a state dict.")], None),
     _option("num_classes", Annotated[Optional[int], typer.Option(

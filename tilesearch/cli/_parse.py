@@ -33,7 +33,8 @@ def parse_triple(text: str | None, label: str) -> tuple[float, float, float] | N
 
 def model_options(options: dict) -> dict:
     """The WEIGHTS and PREPROCESSING options of a command as :class:`~tilesearch.search.RunSettings` fields."""
-    parsed = {key: options[key] for key in ("pretrained", "checkpoint", "num_classes", "crop_pct", "interpolation")}
+    parsed = {key: options[key] for key in ("checkpoint", "num_classes", "crop_pct", "interpolation")}
+    parsed["random_weights"] = not options["pretrained"]
     parsed["input_size"] = parse_input_size(options["input_size"])
     parsed["mean"], parsed["std"] = parse_triple(options["mean"], "mean"), parse_triple(options["std"], "std")
     return parsed

@@ -7,10 +7,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, format_count, get_metric
+from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, buffer_report, format_count, get_metric
+from tilesearch.data import get_source
 from tilesearch.scoring import SensitivityRow
-from tilesearch.search import AdditiveSurrogate, pareto_frame, study_metric, surrogate_error
-from tilesearch.zoo import BlockCount
+from tilesearch.search import AdditiveSurrogate, Search, pareto_frame, run_caveats, scored_on, study_metric, surrogate_error
+from tilesearch.zoo import BlockCount, describe_weights
 
 console = Console()
 
@@ -48,6 +49,22 @@ def print_models(rows: list[tuple[str, str, BlockCount, tuple[int, int]]]) -> No
     console.print(table)
 
 
+def print_plan(search: Search) -> None:
+    """What a search is about to do: the model, its blocks, SE and uniform 7xW buffers beside the budget, the
+    weights and the images it scores on."""
+    settings, (height, width) = search.settings, search.preprocessing.input_size
+    se, uniform = search.se_total, buffer_report(search.blocks, "7xW", search.profile).total
+    budget = "no budget" if search.budget is None else f"budget {format_count(search.budget)} ({search.budget / se:.1%} of SE)"
+    console.print(f"{settings.model} at {height}x{width}: {len(search.blocks)} attention blocks; buffer SE "
+                  f"{format_count(se)}, uniform 7xW {format_count(uniform)} elements; {budget}")
+    console.print(f"weights: {describe_weights(settings.model, settings.checkpoint, settings.random_weights)}")
+    console.print(f"scored on: {scored_on(settings.to_dict())}; metric {settings.metric}")
+    if settings.data is None:
+        caveat = get_source(settings.data_source).caveat
+        if caveat:
+            console.print(f"[bold yellow]note:[/] {caveat}")
+
+
 def print_summary(result, document: dict) -> None:
     """The front of a run, its budget, the surrogate's error and the held-out report."""
     study, run_dir, metric = result.study, result.run_dir, study_metric(result.study)
@@ -68,7 +85,9 @@ def print_summary(result, document: dict) -> None:
     error = surrogate_error(study)
     if error is not None:
         console.print(f"surrogate error (mean |predicted - measured| {metric.name}): {metric.format_drop(error)}")
-    if result.holdout:
+    if result.holdout and "note" in result.holdout:
+        console.print(f"held-out: none; {result.holdout['note']}")
+    elif result.holdout:
         se, best, shown = result.holdout["se"], result.holdout["best"], get_metric(result.holdout["metric"])
         console.print(
             f"held-out ({result.holdout['images']} images): {shown.name} SE {shown.format(se[shown.name])}, "
@@ -78,6 +97,8 @@ def print_summary(result, document: dict) -> None:
     if skipped:
         console.print(f"{skipped} unreadable images skipped (named in the warnings above; the held-out ones in holdout.yaml)")
     console.print(f"outputs in {run_dir}/: " + ", ".join(sorted(result.written)))
+    for caveat in run_caveats(document["settings"]):
+        console.print(f"[bold yellow]note:[/] {caveat}")
 
 
 def print_finetune(metrics: dict, run_dir: Path) -> None:

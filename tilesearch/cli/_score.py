@@ -34,7 +34,7 @@ def evaluate(
     model_args = model_options(options)
     if annotations is not None or model_source(model).task == DETECTOR:
         result = evaluate_detection(
-            model, data, tiles, annotations, pretrained=model_args["pretrained"], checkpoint=model_args["checkpoint"],
+            model, data, tiles, annotations, random_weights=model_args["random_weights"], checkpoint=model_args["checkpoint"],
             num_classes=model_args["num_classes"], input_size=model_args["input_size"], limit=limit, profile=profile,
             **{**compute_options(options), "batch_size": min(options["batch_size"], 8)},
             memory_check=not options["skip_memory_check"],

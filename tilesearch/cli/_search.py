@@ -13,6 +13,7 @@ from tilesearch.cli._options import (
     Annotations,
     Budget,
     Data,
+    DataSource,
     Metric,
     Model,
     NTrials,
@@ -33,7 +34,7 @@ from tilesearch.cli._options import (
     with_options,
 )
 from tilesearch.cli._parse import check_positive, compute_options, model_options
-from tilesearch.cli._render import console, print_finetune, print_sensitivity, print_summary
+from tilesearch.cli._render import console, print_finetune, print_plan, print_sensitivity, print_summary
 from tilesearch.core import CLASSIFIER, TilesearchError, get_metric, load_profile
 from tilesearch.data import image_folder
 from tilesearch.demo import DEMO_FINETUNE, demo_data, demo_settings
@@ -50,6 +51,7 @@ from tilesearch.search import (
     prepare_resume,
     prepare_search,
     read_run_file,
+    run_caveats,
     run_search,
     sensitivity_for,
     start_worker,
@@ -75,8 +77,8 @@ def finish(result: RunResult) -> None:
 
 
 # Options the offline demo cannot honour: it runs its own network on its own images.
-NOT_FOR_THE_DEMO = ("holdout", "annotations", "checkpoint", "num_classes", "input_size", "crop_pct", "interpolation",
-                    "mean", "std", "train_annotations")
+NOT_FOR_THE_DEMO = ("holdout", "annotations", "data_source", "checkpoint", "random_weights", "num_classes", "input_size",
+                    "crop_pct", "interpolation", "mean", "std", "train_annotations")
 
 
 def _given(**values) -> dict:
@@ -88,6 +90,7 @@ def _given(**values) -> dict:
 def run(
     model: Model = None,
     data: Data = None,
+    data_source: DataSource = None,
     holdout: Annotated[Optional[str], typer.Option(
         "--holdout", help="Images for the final report [default: the images --val-subset leaves out].")] = None,
     annotations: Annotations = None,
@@ -110,18 +113,22 @@ def run(
 ) -> None:
     """Search per-block tiles: the score up, the buffer down, within a budget.
 
-    With no --model and --data it runs the offline demo: a synthetic data set and a
-    small SE network that ship with tilesearch, searched (budget 50% of SE, 400 images)
-    and then fine-tuned; the search options given here apply to it too.
+    With --model and no --data, images are synthesised for the model (--data-source) and
+    configs are scored label-free against the SE network. With no --model it runs the
+    offline demo: a synthetic data set and a small SE network that ship with tilesearch,
+    searched (budget 50% of SE, 400 images) and then fine-tuned; the search options given
+    here apply to it too.
     """
-    if (model is None) != (data is None):
-        raise TilesearchError("give both --model and --data, or neither for the offline demo")
+    if model is None and data is not None:
+        raise TilesearchError("--data needs --model, the network to search; give neither for the offline demo")
     check_trial_budget(n_trials, timeout)
     search_options = _given(val_subset=val_subset, space=space, profile=profile, budget=buffer_budget, sampler=sampler,
                             metric=metric, strategy=strategy, seed=seed)
     finetune_args = _given(**{key: options[key] for key in ("epochs", "train_subset", "lr")})
     if model is None:
-        typed = [key for key in NOT_FOR_THE_DEMO if {**options, "holdout": holdout, "annotations": annotations}[key]]
+        given = {**options, "holdout": holdout, "annotations": annotations, "data_source": data_source,
+                 "random_weights": not options["pretrained"]}
+        typed = [key for key in NOT_FOR_THE_DEMO if given[key]]
         if typed:
             flag = "--" + typed[0].replace("_", "-")
             raise TilesearchError(f"the offline demo runs its own network on its own images, so {flag} does not apply: "
@@ -129,8 +136,8 @@ def run(
         settings = demo_settings(Path(out), **search_options, **compute_options(options))
         finetune_args = {**DEMO_FINETUNE, **finetune_args}
     else:
-        settings = RunSettings(model=model, data=data, holdout=holdout, annotations=annotations, **search_options,
-                               **compute_options(options), **model_options(options))
+        settings = RunSettings(model=model, data=data, data_source=data_source, holdout=holdout, annotations=annotations,
+                               **search_options, **compute_options(options), **model_options(options))
     check_settings(settings)  # before anything is written, the demo's images included
     if train_data is not None or model is None:
         check_finetune_args(**{**FINETUNE_DEFAULTS, **finetune_args}, batch_size=64)
@@ -141,6 +148,7 @@ def run(
                             memory_check=not options["skip_memory_check"])
     if train_data is not None:  # fails before the search, not after it
         check_train_data(search, train_data, options["train_annotations"])
+    print_plan(search)
     result = run_search(search, n_trials=n_trials, timeout=timeout, workers=workers)
     finish(result)
     if train_data is not None:
@@ -226,9 +234,11 @@ def pareto(run_dir: RunDir) -> None:
     """Print the feasible Pareto front from the study's storage and refresh the run folder's files."""
     document = read_run_file(run_dir)
     study = load_study_of_run(document)
+    settings = document["settings"]
     written = write_outputs(
-        study, Path(run_dir), document["settings"]["model"], tuple(document["preprocessing"]["input_size"]),
-        blocks_from_run(document), load_profile(document["settings"]["profile"]), document.get("budget_elements"),
+        study, Path(run_dir), settings["model"], tuple(document["preprocessing"]["input_size"]),
+        blocks_from_run(document), load_profile(settings["profile"]), document.get("budget_elements"),
+        run_caveats(settings, short=True),
     )
     done = len(completed_trials(study))
     print_summary(RunResult(Path(run_dir), study, done, done, False, written, None), document)

@@ -23,7 +23,7 @@ class Metric:
     direction: str  # "maximize" or "minimize", as Optuna spells it
     label: str
     unit: str  # "%" for fractions shown as percentages, else the unit of the raw value
-    task: str  # CLASSIFIER or DETECTOR
+    tasks: tuple[str, ...]  # CLASSIFIER, DETECTOR
     needs_labels: bool = False
 
     @property
@@ -49,29 +49,31 @@ class Metric:
         return -self.sign * value
 
     def format(self, value: float) -> str:
-        """``0.8523`` -> ``85.23%``; a raw unit as a number with four decimals."""
-        return f"{self.scale * value:.2f}%" if self.unit == "%" else f"{value:.4f}"
+        """``0.8523`` -> ``85.23%``; a raw unit with four significant digits (divergences can be 1e-6)."""
+        return f"{self.scale * value:.2f}%" if self.unit == "%" else f"{value:.4g}"
 
     def format_drop(self, drop: float) -> str:
         """A drop versus SE: points for percentages, the raw unit otherwise."""
-        return f"{self.scale * drop:.2f} pts" if self.unit == "%" else f"{drop:.4f}"
+        return f"{self.scale * drop:.2f} pts" if self.unit == "%" else f"{drop:.4g}"
 
 
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("accuracy", "maximize", "zero-shot top-1 accuracy", "%", CLASSIFIER, needs_labels=True),
-        Metric("agreement", "maximize", "top-1 agreement with SE", "%", CLASSIFIER),
-        Metric("kl", "minimize", "mean KL divergence from SE", "nats", CLASSIFIER),
-        Metric("map", "maximize", "COCO mAP@[.5:.95]", "%", DETECTOR, needs_labels=True),
-        Metric("pseudo_map", "maximize", "mAP against the SE model's detections", "%", DETECTOR),
+        Metric("accuracy", "maximize", "zero-shot top-1 accuracy", "%", (CLASSIFIER,), needs_labels=True),
+        Metric("agreement", "maximize", "top-1 agreement with SE", "%", (CLASSIFIER,)),
+        Metric("kl", "minimize", "mean KL divergence from SE", "nats", (CLASSIFIER,)),
+        Metric("map", "maximize", "COCO mAP@[.5:.95]", "%", (DETECTOR,), needs_labels=True),
+        Metric("pseudo_map", "maximize", "mAP against the SE model's detections", "%", (DETECTOR,)),
+        # Any network, any images: how far the tiled network's outputs moved from SE's (see scoring.fidelity).
+        Metric("fidelity", "minimize", "divergence of the outputs from SE", "nats", (CLASSIFIER, DETECTOR)),
     )
 }
 
 
 def metrics_for(task: str) -> list[str]:
     """Names of the metrics of a task (``classifier`` or ``detector``)."""
-    return [name for name, metric in METRICS.items() if metric.task == task]
+    return [name for name, metric in METRICS.items() if task in metric.tasks]
 
 
 def get_metric(name: str, task: str | None = None) -> Metric:

@@ -1,4 +1,4 @@
-"""Images and annotations: image folders, COCO, preprocessing, the decoded-image cache, flips.
+"""Images and annotations: image folders, COCO, preprocessing, the decoded-image cache, flips, synthesised images.
 
 Everything a scorer or a fine-tune reads is decoded here once, to uint8 tensors,
 and normalised per batch by the one :func:`normalize`.
@@ -9,27 +9,47 @@ from tilesearch.data._cache import cache_file, load_cache, save_cache
 from tilesearch.data._coco import DetectionImages, decode_detection_images, detection_targets, image_listing, load_coco
 from tilesearch.data._folders import FlatFolder, image_folder, random_subset, stratified_split
 from tilesearch.data._images import ImageSet, decode_images
+from tilesearch.data._synthetic import (
+    DEFAULT_SOURCE,
+    ImageSource,
+    batchnorm_layers,
+    get_source,
+    image_sources,
+    register_source,
+    synthesis_key,
+    synthetic_images,
+    weights_digest,
+)
 from tilesearch.data._preprocessing import INTERPOLATIONS, Preprocessing, normalize, resolve_preprocessing
 
 __all__ = [
+    "DEFAULT_SOURCE",
     "INTERPOLATIONS",
     "DetectionImages",
     "FlatFolder",
     "ImageSet",
+    "ImageSource",
     "Preprocessing",
+    "batchnorm_layers",
     "cache_file",
     "decode_detection_images",
     "decode_images",
     "detection_targets",
     "flip_boxes",
     "flip_images",
+    "get_source",
     "image_folder",
     "image_listing",
+    "image_sources",
     "load_cache",
     "load_coco",
     "normalize",
     "random_subset",
+    "register_source",
     "resolve_preprocessing",
     "save_cache",
     "stratified_split",
+    "synthesis_key",
+    "synthetic_images",
+    "weights_digest",
 ]

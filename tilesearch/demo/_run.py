@@ -36,7 +36,7 @@ def demo_settings(out_dir: Path, **overrides) -> RunSettings:
     """Search settings of the offline demo: the committed network on images drawn under ``out_dir``
     (by :func:`demo_data`); ``overrides`` are other :class:`RunSettings` values (a budget, a space...)."""
     settings = RunSettings(
-        model=DEMO_MODEL_NAME, data=str(demo_data_dir(out_dir)), pretrained=True, val_subset=DEMO_VAL_SUBSET,
+        model=DEMO_MODEL_NAME, data=str(demo_data_dir(out_dir)), val_subset=DEMO_VAL_SUBSET,
         budget=DEMO_BUDGET,
     )
     return replace(settings, **overrides)

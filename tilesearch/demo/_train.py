@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model = train_demo_model(CHECKPOINT, seed=args.seed)
         train_seconds = time.perf_counter() - start
     else:
-        model = load_model(DEMO_MODEL_NAME, pretrained=True)
+        model = load_model(DEMO_MODEL_NAME)
     accuracies = tile_accuracies(model, images, labels)
     for tile, acc in accuracies.items():
         print(f"{tile:>4}  {100 * acc:5.1f}%")

@@ -29,6 +29,7 @@ from tilesearch.data import (
     random_subset,
     stratified_split,
 )
+from tilesearch.scoring import model_num_classes
 from tilesearch.search import Search
 
 FINETUNE_DEFAULTS = {"epochs": 5, "train_subset": 0.1, "lr": 0.01}
@@ -79,12 +80,17 @@ class ClassifierTraining(Training):
 
     def prepare(self, search, model, train_data, train_annotations, train_subset, seed, device):
         dataset = image_folder(train_data)
-        val_classes = image_folder(search.settings.holdout or search.settings.data).classes
-        if dataset.classes != val_classes:
+        validation = search.settings.holdout or search.settings.data
+        val_classes = image_folder(validation).classes if validation is not None else None
+        if val_classes is not None and dataset.classes != val_classes:
             raise DataError(
                 f"training folder {str(train_data)!r} has classes {dataset.classes[:4]}... but the validation data has "
                 f"{val_classes[:4]}...: they must be the same classes"
             )
+        outputs = model_num_classes(model)
+        if val_classes is None and outputs is not None and outputs != len(dataset.classes):  # a search without --data
+            raise DataError(f"training folder {str(train_data)!r} has {len(dataset.classes)} classes but the model's "
+                            f"head has {outputs} outputs")
         labels = [label for _, label in dataset.samples]
         indices, _ = stratified_split(labels, max(_subset_size(train_subset, len(labels)), len(dataset.classes)), seed)
         images = decode_images(train_data, search.preprocessing, indices, cache_dir=search.run_dir / "cache",

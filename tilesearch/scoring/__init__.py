@@ -6,7 +6,14 @@ re-tiled in place per config, and images decoded once.
 """
 
 from tilesearch.scoring._classifier import Score, Scorer, kl_divergence, model_num_classes
-from tilesearch.scoring._detector import DetectionScore, DetectionScorer, coco_map, pseudo_ground_truth
+from tilesearch.scoring._detector import (
+    DetectionScore,
+    DetectionScorer,
+    coco_map,
+    detection_divergence,
+    flatten_maps,
+    pseudo_ground_truth,
+)
 from tilesearch.scoring._device import available_memory, check_memory, memory_estimate, resolve_device
 from tilesearch.scoring._evaluate import DETECTOR_MEAN, DETECTOR_STD, evaluate_config, evaluate_detection
 from tilesearch.scoring._heatmap import save_heatmap
@@ -24,8 +31,10 @@ __all__ = [
     "available_memory",
     "check_memory",
     "coco_map",
+    "detection_divergence",
     "evaluate_config",
     "evaluate_detection",
+    "flatten_maps",
     "kl_divergence",
     "memory_estimate",
     "model_num_classes",

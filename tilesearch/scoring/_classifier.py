@@ -39,8 +39,13 @@ class Score:
     agreement: float
     kl: float
 
+    @property
+    def fidelity(self) -> float:
+        """A classifier's output divergence from SE (the task-general ``fidelity``): its logits' KL."""
+        return self.kl
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "fidelity": self.fidelity}
 
 
 def kl_divergence(reference_logits: Tensor, logits: Tensor) -> Tensor:

@@ -46,8 +46,8 @@ def evaluate_config(
     data: str,
     tiles: TileChoice | TileConfig,
     *,
-    pretrained: bool = False,
     checkpoint: str | None = None,
+    random_weights: bool = False,
     num_classes: int | None = None,
     input_size: int | None = None,
     crop_pct: float | None = None,
@@ -64,7 +64,7 @@ def evaluate_config(
 ) -> dict:
     """Score one config of a named classifier on an image folder: accuracy, agreement and KL vs SE, buffer."""
     dataset = image_folder(data)
-    model = load_model(model_name, pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes)
+    model = load_model(model_name, checkpoint=checkpoint, random_weights=random_weights, num_classes=num_classes)
     preprocessing = resolve_preprocessing(model, input_size, crop_pct, interpolation, mean, std)
     config, report = _config_and_cost(model, tiles, preprocessing.input_size, profile)
     indices, _ = stratified_split([label for _, label in dataset.samples], limit, seed)
@@ -84,8 +84,8 @@ def evaluate_detection(
     tiles: TileChoice | TileConfig,
     annotations: str | Path | None = None,
     *,
-    pretrained: bool = False,
     checkpoint: str | None = None,
+    random_weights: bool = False,
     num_classes: int | None = None,
     input_size: int | None = None,
     limit: int | None = None,
@@ -103,7 +103,8 @@ def evaluate_detection(
         raise TilesearchError("give --annotations instances.json (COCO format) with a detector's --data IMAGES_DIR")
     coco = load_coco(images_dir, annotations)
     size = (input_size, input_size) if input_size else default_input_size(model_name)
-    model = load_model(model_name, pretrained=pretrained, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
+    model = load_model(model_name, checkpoint=checkpoint, random_weights=random_weights, num_classes=num_classes,
+                       input_size=size)
     config, report = _config_and_cost(model, tiles, size, profile)
     image_ids = sorted(coco.imgs)[:limit] if limit else sorted(coco.imgs)
     if memory_check:

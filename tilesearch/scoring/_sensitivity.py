@@ -168,6 +168,10 @@ class SensitivityRow:
     kl: float
     drop: float
 
+    @property
+    def fidelity(self) -> float:
+        return self.kl
+
 
 @torch.inference_mode()
 def scan(

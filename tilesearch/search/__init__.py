@@ -15,7 +15,16 @@ from tilesearch.search._run_folder import blocks_from_run, load_study_of_run, re
 from tilesearch.search._runner import RunResult, check_trial_budget, holdout_report, run_search, write_search_outputs
 from tilesearch.search._seeding import seed_from_surrogate, surrogate_error
 from tilesearch.search._sensitivity import saved_sensitivity, sensitivity_for
-from tilesearch.search._settings import IDENTITY, SAMPLERS, STRATEGIES, RunSettings, default_study_name, make_sampler
+from tilesearch.search._settings import (
+    IDENTITY,
+    SAMPLERS,
+    STRATEGIES,
+    RunSettings,
+    default_study_name,
+    make_sampler,
+    run_caveats,
+    scored_on,
+)
 from tilesearch.search._storage import is_journal, make_storage, safe_url, without_password
 from tilesearch.search._study import completed_trials, set_target, study_metric, study_target, trials_in
 from tilesearch.search._surrogate import AdditiveSurrogate, FrontPoint, Option, best_within, front_configs, pareto_front
@@ -61,11 +70,13 @@ __all__ = [
     "prepare_search",
     "read_run_file",
     "request_stop",
+    "run_caveats",
     "run_search",
     "run_workers",
     "safe_url",
     "save_run",
     "saved_sensitivity",
+    "scored_on",
     "seed_from_surrogate",
     "sensitivity_for",
     "set_target",

@@ -33,7 +33,7 @@ from tilesearch.search._study import config_key, measured_configs
 from tilesearch.search._surrogate import AdditiveSurrogate
 from tilesearch.search._tasks import ScoringParts, Task
 
-SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl", "map", "map50", "pseudo_map")
+SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl", "fidelity", "map", "map50", "pseudo_map")
 
 
 @dataclass(eq=False)
@@ -153,6 +153,8 @@ class Search:
         existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
         if self.study_name in existing:
             recorded, mine = existing[self.study_name].user_attrs.get("settings", {}), self.settings.to_dict()
+            if recorded:  # as this version spells settings (older studies recorded `pretrained`)
+                recorded = RunSettings.from_dict(recorded).to_dict()
             key = first_difference(recorded, mine, IDENTITY)
             if key is not None:
                 raise StudyError(

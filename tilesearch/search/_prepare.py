@@ -20,13 +20,14 @@ from tilesearch.search._run_folder import default_storage, read_run_file, run_do
 from tilesearch.search._settings import STRATEGIES, RunSettings, default_study_name, make_sampler
 from tilesearch.search._storage import absolute_storage
 from tilesearch.search._tasks import task_of
+from tilesearch.zoo import describe_weights
 
 
 def check_settings(settings: RunSettings) -> RunSettings:
     """Settings a user typed, refused with one line before any model or image is loaded or anything is
     written; returns them with the task's default metric."""
     task = task_of(settings.model)
-    settings = task.with_default_metric(settings)
+    settings = task.with_defaults(settings)
     profile, grouping = load_profile(settings.profile), load_space(settings.space).grouping
     make_sampler(settings.sampler, settings.seed)
     task.check(settings)
@@ -86,6 +87,8 @@ def prepare_resume(run_dir: str | Path) -> Search:
 
 def save_run(search: Search) -> Path:
     """``run.yaml`` of a search: settings, study location and the model's SE blocks."""
-    document = run_document(search.study_name, search.storage_url, search.settings.to_dict(),
-                            search.preprocessing.to_dict(), search.budget, search.blocks, search.run_dir)
+    settings = search.settings
+    document = run_document(search.study_name, search.storage_url, settings.to_dict(), search.preprocessing.to_dict(),
+                            search.budget, search.blocks, search.run_dir,
+                            describe_weights(settings.model, settings.checkpoint, settings.random_weights))
     return save_run_file(search.run_dir, document)

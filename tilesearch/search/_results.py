@@ -25,7 +25,7 @@ from tilesearch.core import (
 )
 from tilesearch.search._study import completed_trials, study_metric, trials_in
 
-SCORE_COLUMNS = ("accuracy", "agreement", "kl", "map", "map50", "pseudo_map", "predicted")
+SCORE_COLUMNS = ("accuracy", "agreement", "kl", "fidelity", "map", "map50", "pseudo_map", "predicted")
 
 
 def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -131,15 +131,18 @@ def write_outputs(
     blocks: list[SEBlock],
     profile: HardwareProfile,
     budget: int | None,
+    caveats: list[str] = (),
 ) -> dict[str, Path]:
-    """Write trials.csv, pareto.csv, pareto.png and best.yaml; returns what was written."""
+    """Write trials.csv, pareto.csv, pareto.png and best.yaml; returns what was written. ``caveats`` (random
+    weights, synthesised images) go into the plot's title."""
     run_dir = Path(run_dir)
     se_buffer = sum(block.se_buffer for block in blocks)
     written = {}
     for name, frame in (("trials.csv", trials_frame(study, se_buffer)), ("pareto.csv", pareto_frame(study, se_buffer))):
         written[name] = write_text_atomically(run_dir / name, frame.to_csv(index=False))
     if completed_trials(study):
-        written["pareto.png"] = plot_pareto(study, run_dir / "pareto.png", budget, f"{model}: {study.study_name}")
+        title = "\n".join([f"{model}: {study.study_name}", *caveats])
+        written["pareto.png"] = plot_pareto(study, run_dir / "pareto.png", budget, title)
     best = best_trial(study)
     if best is not None:
         report = buffer_report(blocks, best.user_attrs["tiles"], profile)

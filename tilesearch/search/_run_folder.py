@@ -15,6 +15,7 @@ import optuna
 import yaml
 
 from tilesearch.core import SEBlock, StudyError, read_yaml, write_text_atomically
+from tilesearch.search._settings import run_caveats, scored_on
 from tilesearch.search._storage import load_existing_study, storage_file, with_file, without_password
 
 RUN_FILE = "run.yaml"
@@ -61,11 +62,14 @@ def resolve_storage(recorded: str, run_dir: Path) -> str:
 
 
 def run_document(study_name: str, storage_url: str, settings: dict, preprocessing: dict, budget: int | None,
-                 blocks: list[SEBlock], run_dir: Path) -> dict:
+                 blocks: list[SEBlock], run_dir: Path, weights: str) -> dict:
     """The content of ``run.yaml`` (never a password: the storage URL is recorded without it)."""
     return {
         "study_name": study_name,
         "storage": recorded_storage(storage_url, run_dir),
+        "weights": weights,
+        "scored_on": scored_on(settings),
+        "caveats": run_caveats(settings),
         "settings": settings,
         "preprocessing": {**preprocessing, "input_size": list(preprocessing["input_size"])},
         "budget_elements": budget,

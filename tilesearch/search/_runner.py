@@ -23,6 +23,7 @@ from tilesearch.search._objective import Search
 from tilesearch.search._prepare import save_run
 from tilesearch.search._results import best_trial, write_outputs
 from tilesearch.search._seeding import seed_from_surrogate
+from tilesearch.search._settings import run_caveats, scored_on
 from tilesearch.search._study import add_to_target, completed_trials, set_target, study_metric, study_target
 from tilesearch.search._workers import run_workers, work
 
@@ -64,7 +65,7 @@ def _progress_callback(progress, task, completed_before: int) -> Callable:
 def write_search_outputs(search: Search, study: optuna.Study) -> dict[str, Path]:
     """trials.csv, pareto.csv, pareto.png and best.yaml of a search's study."""
     return write_outputs(study, search.run_dir, search.settings.model, search.preprocessing.input_size, search.blocks,
-                         search.profile, search.budget)
+                         search.profile, search.budget, run_caveats(search.settings.to_dict(), short=True))
 
 
 DEFAULT_TRIALS = 40
@@ -120,10 +121,15 @@ def run_search(
 
 
 def holdout_report(search: Search, study: optuna.Study) -> dict | None:
-    """SE and the best config on images the search never saw: the rest of --data, or --holdout."""
+    """SE and the best config on images the search never saw: the rest of --data, or --holdout. A search on
+    synthesised images has none, and its holdout.yaml says so."""
     best = best_trial(study)
     if best is None:
         return None
+    if search.settings.data is None:
+        report = {"images": 0, "source": None, "note": scored_on(search.settings.to_dict()), "skipped": []}
+        write_text_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
+        return report
     scorer = search.holdout_scorer()
     if scorer is None:
         return None

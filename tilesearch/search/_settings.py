@@ -24,7 +24,7 @@ SAMPLERS = {
 }
 STRATEGIES = ("surrogate", "sampler")
 IDENTITY = (
-    "model", "checkpoint", "pretrained", "num_classes", "data", "annotations", "val_subset", "seed",
+    "model", "checkpoint", "random_weights", "num_classes", "data", "data_source", "annotations", "val_subset", "seed",
     "input_size", "crop_pct", "interpolation", "mean", "std", "space", "profile", "budget", "metric",
 )
 
@@ -34,13 +34,14 @@ class RunSettings:
     """Everything a search needs; saved in ``run.yaml`` and the study so it can be resumed."""
 
     model: str
-    data: str
+    data: str | None = None  # None: images synthesised from ``data_source``
     checkpoint: str | None = None
-    pretrained: bool = False
+    random_weights: bool = False  # without a checkpoint, the zoo's pretrained weights unless this is set
     num_classes: int | None = None
     holdout: str | None = None
     annotations: str | None = None  # COCO instances JSON, for detectors
-    val_subset: int | None = 1000
+    data_source: str | None = None  # with no --data: synthetic-bn, procedural or noise
+    val_subset: int | None = None  # images scored: a subset of --data (1000) or synthesised (the task's number)
     seed: int = 0
     input_size: int | None = None
     crop_pct: float | None = None
@@ -51,7 +52,7 @@ class RunSettings:
     profile: str = "ideal"
     budget: str | None = None
     sampler: str = "nsga2"
-    metric: str = "accuracy"
+    metric: str | None = None  # the task's default: accuracy, mAP or pseudo-mAP with data, fidelity without
     strategy: str | None = None  # surrogate (default for per-block spaces) or sampler
     batch_size: int = 256
     device: str | None = None
@@ -67,10 +68,33 @@ class RunSettings:
     def from_dict(cls, data: dict) -> RunSettings:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
+        if "pretrained" in data and "random_weights" not in data:  # written before pretrained weights were the default
+            values["random_weights"] = not data["pretrained"] and not data.get("checkpoint")
         for key in ("mean", "std"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
+
+
+def scored_on(settings: dict) -> str:
+    """Which images a study's scores come from, as run.yaml, holdout.yaml and the summary say it."""
+    if settings.get("data") is None:
+        return (f"{settings.get('val_subset')} images synthesised by {settings.get('data_source')} (seed "
+                f"{settings.get('seed')}), scored label-free against the SE network: no held-out accuracy exists")
+    return f"images of {settings['data']}"
+
+
+def run_caveats(settings: dict, short: bool = False) -> list[str]:
+    """What every output of a run must say about its figures: random weights, synthesised images
+    (``short``: as a plot's title says it)."""
+    caveats = []
+    if settings.get("random_weights"):
+        caveats.append("RANDOM weights" if short else
+                       "RANDOM weights (--random-weights): the scores say nothing about a trained network")
+    if settings.get("data") is None:
+        caveats.append(f"synthesised images ({settings.get('data_source')}), no held-out accuracy" if short else
+                       f"scores come from {scored_on(settings)}")
+    return caveats
 
 
 def first_difference(recorded: dict, mine: dict, keys: Iterable[str] = IDENTITY) -> str | None:
@@ -87,6 +111,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def default_study_name(settings: RunSettings) -> str:
     parts = [settings.model.replace("/", "-")]
+    if settings.data is None:
+        parts.append(settings.data_source or "synthetic")
     if settings.space != "default":
         parts.append(Path(settings.space).stem)
     if settings.metric != "accuracy":

@@ -4,6 +4,10 @@ A :class:`Task` turns run settings into the model, its preprocessing and the
 factories of its scorers (on the search's images and on held-out ones), and says
 which metrics apply and which score reports quote. The search takes the task as
 an object and never asks which kind of model it holds.
+
+Without ``--data`` a task scores on images synthesised for the model
+(:func:`tilesearch.data.synthetic_images`, cached in the run folder), label-free:
+there is then no held-out accuracy.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from tilesearch.core import CLASSIFIER, DETECTOR, DataError, TilesearchError, get_metric
 from tilesearch.data import (
+    DEFAULT_SOURCE,
+    DetectionImages,
+    ImageSet,
     Preprocessing,
     decode_detection_images,
     decode_images,
@@ -23,14 +31,29 @@ from tilesearch.data import (
     image_listing,
     load_coco,
     random_subset,
+    get_source,
     resolve_preprocessing,
     stratified_split,
+    synthetic_images,
 )
-from tilesearch.scoring import DETECTOR_MEAN, DETECTOR_STD, DetectionScorer, Scorer, check_memory
+from tilesearch.scoring import DETECTOR_MEAN, DETECTOR_STD, DetectionScorer, Scorer, check_memory, resolve_device
 from tilesearch.search._settings import RunSettings
 from tilesearch.zoo import default_input_size, load_model, model_source
 
 DETECTION_HOLDOUT = 500  # held-out images of a detector's report, at most
+DATA_SUBSET = 1000  # images of --data a search scores on, by default
+
+
+def _load(settings: RunSettings, input_size: tuple[int, int] | None = None) -> nn.Module:
+    return load_model(settings.model, checkpoint=settings.checkpoint, random_weights=settings.random_weights,
+                      num_classes=settings.num_classes, input_size=input_size)
+
+
+def _synthesised(model: nn.Module, settings: RunSettings, preprocessing: Preprocessing, run_dir: Path) -> torch.Tensor:
+    """The search's synthetic images (uint8), made once per model, weights, size, source and seed, then cached."""
+    return synthetic_images(model, settings.model, settings.data_source, settings.val_subset, preprocessing.input_size,
+                            preprocessing.mean, preprocessing.std, seed=settings.seed,
+                            device=resolve_device(settings.device), cache_dir=run_dir / "cache")
 
 
 @dataclass
@@ -48,14 +71,34 @@ class Task:
 
     name: str = ""
     supports_surrogate: bool = False
+    synthetic_images: int = 256  # images synthesised for a search without --data
 
-    def with_default_metric(self, settings: RunSettings) -> RunSettings:
-        """The settings with their metric spelled canonically, the task's default where it has one."""
-        return replace(settings, metric=settings.metric.replace("-", "_"))
+    def default_metric(self, settings: RunSettings) -> str:
+        """The metric of settings that name none: label-free ``fidelity`` without data."""
+        return "fidelity"
+
+    def with_defaults(self, settings: RunSettings) -> RunSettings:
+        """The settings with the task's defaults filled in (metric, images, data source), the metric spelled canonically."""
+        metric = settings.metric if settings.metric is not None else self.default_metric(settings)
+        count = DATA_SUBSET if settings.data is not None else self.synthetic_images
+        source = settings.data_source or (DEFAULT_SOURCE if settings.data is None else None)
+        return replace(settings, metric=metric.replace("-", "_"), data_source=source,
+                       val_subset=settings.val_subset if settings.val_subset is not None else count)
 
     def check(self, settings: RunSettings) -> None:
         """Refuse settings that make no sense for this task, before anything is loaded."""
-        get_metric(settings.metric, self.name)
+        metric = get_metric(settings.metric, self.name)
+        if settings.data is not None:
+            if settings.data_source is not None:
+                raise TilesearchError(f"--data-source {settings.data_source} synthesises images when no --data is given; "
+                                      f"drop one of them")
+            return
+        if metric.needs_labels:
+            raise TilesearchError(f"--metric {metric.name} needs labelled --data; without data use --metric fidelity")
+        for flag, value in (("--annotations", settings.annotations), ("--holdout", settings.holdout)):
+            if value is not None:
+                raise TilesearchError(f"{flag} describes images of --data, and no --data is given")
+        get_source(settings.data_source)
 
     def report_metric(self, settings: RunSettings) -> str:
         """The score quoted in held-out and fine-tuning reports."""
@@ -70,27 +113,28 @@ class ClassifierTask(Task):
     name = CLASSIFIER
     supports_surrogate = True
 
+    def default_metric(self, settings: RunSettings) -> str:
+        return "accuracy" if settings.data is not None else super().default_metric(settings)
+
     def check(self, settings: RunSettings) -> None:
-        super().check(settings)
         if settings.annotations is not None:
             raise TilesearchError(
                 f"--annotations is for detectors (effdet models such as efficientdet_d0), not {settings.model!r}"
             )
+        super().check(settings)
 
     def report_metric(self, settings: RunSettings) -> str:
         return "accuracy" if get_metric(settings.metric).needs_labels else "agreement"
 
     def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
+        if settings.data is None:
+            return self._build_data_free(settings, run_dir, memory_check)
         dataset = image_folder(settings.data)
         if not dataset.classes and get_metric(settings.metric).needs_labels:
-            raise DataError(f"{settings.data!r} holds unlabeled images: use --metric agreement or --metric kl")
+            raise DataError(f"{settings.data!r} holds unlabeled images: use --metric agreement, kl or fidelity")
         holdout = image_folder(settings.holdout) if settings.holdout is not None else None  # checked before loading
-        model = load_model(
-            settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint, num_classes=settings.num_classes
-        )
-        preprocessing = resolve_preprocessing(
-            model, settings.input_size, settings.crop_pct, settings.interpolation, settings.mean, settings.std
-        )
+        model = _load(settings)
+        preprocessing = self._preprocessing(model, settings)
         labels = [label for _, label in dataset.samples]
         search_indices, rest = stratified_split(labels, settings.val_subset, settings.seed)
         if memory_check:
@@ -112,36 +156,58 @@ class ClassifierTask(Task):
             model, preprocessing, lambda: scorer_on(settings.data, search_indices, "decoding images"), holdout_factory
         )
 
+    @staticmethod
+    def _preprocessing(model: nn.Module, settings: RunSettings) -> Preprocessing:
+        return resolve_preprocessing(model, settings.input_size, settings.crop_pct, settings.interpolation,
+                                     settings.mean, settings.std)
+
+    def _build_data_free(self, settings: RunSettings, run_dir: Path, memory_check: bool) -> ScoringParts:
+        model = _load(settings)
+        preprocessing = self._preprocessing(model, settings)
+        get_source(settings.data_source).check(model)
+        if memory_check:
+            check_memory(model, preprocessing.input_size, settings.batch_size, settings.val_subset, settings.device)
+
+        def scorer() -> Scorer:
+            pixels = _synthesised(model, settings, preprocessing, run_dir)
+            images = ImageSet(pixels, torch.full((len(pixels),), -1, dtype=torch.long), [])
+            return Scorer(model, images, preprocessing, batch_size=settings.batch_size, device=settings.device)
+
+        return ScoringParts(model, preprocessing, scorer, lambda: None)
+
 
 class DetectorTask(Task):
     name = DETECTOR
 
-    def with_default_metric(self, settings: RunSettings) -> RunSettings:
-        """Detectors score by mAP: against annotations, else against the SE model's detections."""
-        settings = super().with_default_metric(settings)
-        if settings.metric == "accuracy":  # the settings' default, which means "the task's default"
-            settings = replace(settings, metric="map" if settings.annotations else "pseudo_map")
-        return settings
+    synthetic_images = 32  # a detector's forward at 512-768 px costs 20-60 classifier forwards
+
+    def default_metric(self, settings: RunSettings) -> str:
+        """Detectors score by mAP: against annotations, else against the SE model's detections; without data, fidelity."""
+        if settings.data is None:
+            return super().default_metric(settings)
+        return "map" if settings.annotations else "pseudo_map"
 
     def check(self, settings: RunSettings) -> None:
-        super().check(settings)
-        if settings.metric == "map" and settings.annotations is None:
-            raise TilesearchError("--metric map needs --annotations instances.json; without labels use --metric pseudo-map")
         if settings.holdout is not None:
             raise TilesearchError(
                 "--holdout is for classifiers; a detector is reported on the --data images outside --val-subset"
             )
+        super().check(settings)
+        if settings.metric == "map" and settings.annotations is None:
+            raise TilesearchError("--metric map needs --annotations instances.json; without labels use --metric "
+                                  "pseudo-map or fidelity")
 
     def report_metric(self, settings: RunSettings) -> str:
+        if settings.metric == "fidelity":
+            return "fidelity"
         return "map" if settings.annotations else "pseudo_map"
 
     def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
+        if settings.data is None:
+            return self._build_data_free(settings, run_dir, memory_check)
         coco = load_coco(settings.data, settings.annotations) if settings.annotations else image_listing(settings.data)
-        size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
-        model = load_model(settings.model, pretrained=settings.pretrained, checkpoint=settings.checkpoint,
-                           num_classes=settings.num_classes, input_size=size)
-        mean, std = tuple(settings.mean or DETECTOR_MEAN), tuple(settings.std or DETECTOR_STD)
-        preprocessing = Preprocessing(size, "bilinear", 1.0, "resize-pad", mean, std)
+        model, preprocessing = self._model(settings)
+        size, mean = preprocessing.input_size, preprocessing.mean
         ids = random_subset(list(coco.imgs), settings.val_subset, settings.seed)
         # Two passes at 768 px over all of COCO val would dwarf the search: the report takes a sample.
         rest = random_subset(sorted(set(coco.imgs) - set(ids)), DETECTION_HOLDOUT, settings.seed + 1)
@@ -151,13 +217,49 @@ class DetectorTask(Task):
         def scorer_on(image_ids: list[int], description: str) -> DetectionScorer:
             images = decode_detection_images(settings.data, coco, image_ids, size, mean, run_dir / "cache", description,
                                              strict=settings.strict_data)
-            return DetectionScorer(model, images, mean, std, ground_truth=coco if settings.annotations else None,
-                                   batch_size=min(settings.batch_size, 8), device=settings.device)
+            return self._scorer(model, images, preprocessing, settings, ground_truth=coco if settings.annotations else None)
 
         return ScoringParts(
             model, preprocessing, lambda: scorer_on(ids, "decoding images"),
             lambda: scorer_on(rest, "decoding held-out images") if rest else None,
         )
+
+    @staticmethod
+    def _model(settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
+        """The detector, built for its input size, and effdet's preprocessing (resize and pad)."""
+        size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
+        model = _load(settings, input_size=size)
+        mean, std = tuple(settings.mean or DETECTOR_MEAN), tuple(settings.std or DETECTOR_STD)
+        return model, Preprocessing(size, "bilinear", 1.0, "resize-pad", mean, std)
+
+    @staticmethod
+    def _scorer(model: nn.Module, images: DetectionImages, preprocessing: Preprocessing, settings: RunSettings,
+                ground_truth=None) -> DetectionScorer:
+        scorer = DetectionScorer(model, images, preprocessing.mean, preprocessing.std,
+                                 ground_truth=ground_truth, batch_size=min(settings.batch_size, 8), device=settings.device,
+                                 keep_outputs=settings.metric == "fidelity")
+        if settings.metric == "pseudo_map" and not scorer.pseudo.getAnnIds():
+            raise DataError(
+                f"the SE model detects nothing scoring {scorer.pseudo_threshold} or more on these {len(images)} images, "
+                f"so pseudo-mAP cannot tell configs apart: use --metric fidelity (or pretrained weights, not random)"
+            )
+        return scorer
+
+    def _build_data_free(self, settings: RunSettings, run_dir: Path, memory_check: bool) -> ScoringParts:
+        model, preprocessing = self._model(settings)
+        get_source(settings.data_source).check(model)
+        height, width = preprocessing.input_size
+        if memory_check:
+            check_memory(model, (height, width), min(settings.batch_size, 8), settings.val_subset, settings.device)
+
+        def scorer() -> DetectionScorer:
+            pixels = _synthesised(model, settings, preprocessing, run_dir)
+            count = len(pixels)
+            images = DetectionImages(pixels, list(range(1, count + 1)), torch.ones(count),
+                                     torch.tensor([[width, height]] * count))
+            return self._scorer(model, images, preprocessing, settings)
+
+        return ScoringParts(model, preprocessing, scorer, lambda: None)
 
 
 TASKS: dict[str, Task] = {task.name: task for task in (ClassifierTask(), DetectorTask())}

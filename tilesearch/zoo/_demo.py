@@ -2,7 +2,7 @@
 
 Trained on the demo's synthetic colour-constancy images (:mod:`tilesearch.demo`),
 its weights are package data (``tilesearch/zoo/assets/demo_model.safetensors``),
-so ``--pretrained`` needs no download. It is built from timm's RegNet class with
+so its pretrained weights need no download. It is built from timm's RegNet class with
 its own pretrained config, without registering it in timm's model registry.
 """
 
@@ -56,7 +56,6 @@ def demo_network(num_classes: int | None = None) -> RegNet:
 
 class DemoZoo(Zoo):
     name = "tilesearch"
-    weights_cache = "tilesearch package"
     se_families = (DEMO_MODEL_NAME,)
 
     def names(self) -> list[str]:
@@ -73,3 +72,9 @@ class DemoZoo(Zoo):
 
     def default_input_size(self, name: str) -> tuple[int, int]:
         return IMAGE_SIZE, IMAGE_SIZE
+
+    def weights_location(self, name: str) -> str:
+        return str(CHECKPOINT)
+
+    def pretrained_label(self, name: str) -> str:
+        return "the demo network's trained weights (package data)"

@@ -6,8 +6,8 @@ import functools
 
 from torch import nn
 
-from tilesearch.core import DETECTOR
-from tilesearch.zoo._zoo import Zoo
+from tilesearch.core import DETECTOR, TilesearchError
+from tilesearch.zoo._zoo import Zoo, torch_hub_file
 
 
 def _effdet():
@@ -21,7 +21,6 @@ def _effdet():
 class EffdetZoo(Zoo):
     name = "effdet"
     task = DETECTOR
-    weights_cache = "torch hub checkpoint cache"
     se_families = ("efficientdet_d*", "tf_efficientdet_d*")
 
     @functools.cache
@@ -32,7 +31,18 @@ class EffdetZoo(Zoo):
         return self._build(name, num_classes, input_size, pretrained=False)
 
     def pretrained(self, name: str, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
+        if not _effdet().get_efficientdet_config(name).url:  # effdet would fall back to random weights, with a log line
+            published = [n for n in self.names() if n.startswith(("tf_" + name, name)) and _effdet().get_efficientdet_config(n).url]
+            hint = f" (it does for {', '.join(published[:2])})" if published else ""
+            raise TilesearchError(f"effdet publishes no pretrained weights for {name}{hint}: pass --checkpoint FILE, "
+                                  f"or --random-weights to search untrained weights")
         return self._build(name, num_classes, input_size, pretrained=True)  # through torch.hub's checkpoint cache
+
+    def weights_location(self, name: str) -> str:
+        return torch_hub_file(_effdet().get_efficientdet_config(name).url)
+
+    def pretrained_label(self, name: str) -> str:
+        return f"effdet pretrained weights ({_effdet().get_efficientdet_config(name).url.rsplit('/', 1)[-1]})"
 
     def default_input_size(self, name: str) -> tuple[int, int]:
         height, width = _effdet().get_efficientdet_config(name).image_size

@@ -33,17 +33,18 @@ def create_model(name: str, num_classes: int | None = None, input_size: tuple[in
 def load_model(
     name: str,
     *,
-    pretrained: bool = False,
     checkpoint: str | Path | None = None,
+    random_weights: bool = False,
     num_classes: int | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> nn.Module:
-    """Build ``name`` with weights: a checkpoint file, the zoo's pretrained weights, or random."""
-    if pretrained and checkpoint:
-        raise TilesearchError("give either --pretrained or --checkpoint, not both")
+    """Build ``name`` with weights: a checkpoint file, else the zoo's pretrained weights (through its own loading
+    and cache), else, only when asked with ``random_weights``, seeded random ones."""
+    if random_weights and checkpoint:
+        raise TilesearchError("give either --random-weights or --checkpoint, not both")
     if num_classes is not None and num_classes < 1:
         raise TilesearchError(f"invalid number of classes {num_classes}: expected a positive integer")
-    if not pretrained:
+    if random_weights or checkpoint:
         model = create_model(name, num_classes=num_classes, input_size=input_size)
         return load_checkpoint(model, checkpoint) if checkpoint else model
     source = model_source(name)
@@ -52,11 +53,21 @@ def load_model(
     except TilesearchError:
         raise
     except Exception as error:  # hub and network errors come in many types
-        reason = first_line(error)
         raise DataError(
-            f"no pretrained weights for {name!r} could be loaded (offline and not in the {source.zoo.weights_cache}?): "
-            f"{reason}; pass --checkpoint FILE instead"
+            f"no pretrained weights for {name!r}: {source.zoo.weights_location(source.name)} could not be loaded "
+            f"(offline and not cached?): {first_line(error, 160)}; pass --checkpoint FILE, or --random-weights to "
+            f"search untrained weights"
         ) from error
+
+
+def describe_weights(name: str, checkpoint: str | Path | None = None, random_weights: bool = False) -> str:
+    """How a model got its weights, as every output says it."""
+    if checkpoint:
+        return f"checkpoint {checkpoint}"
+    if random_weights:
+        return "RANDOM weights (--random-weights): scores say nothing about a trained network"
+    source = model_source(name)
+    return source.zoo.pretrained_label(source.name)
 
 
 def default_input_size(name: str) -> tuple[int, int]:

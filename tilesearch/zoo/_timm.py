@@ -7,12 +7,11 @@ import functools
 import timm
 from torch import nn
 
-from tilesearch.zoo._zoo import Zoo
+from tilesearch.zoo._zoo import Zoo, torch_hub_file
 
 
 class TimmZoo(Zoo):
     name = "timm"
-    weights_cache = "local Hugging Face cache"
     se_families = (
         "efficientnet_b[0-7]",
         "tf_efficientnet_b[0-7]",
@@ -49,6 +48,22 @@ class TimmZoo(Zoo):
     def default_input_size(self, name: str) -> tuple[int, int]:
         height, width = timm.get_pretrained_cfg(name).input_size[-2:]
         return int(height), int(width)
+
+    def weights_location(self, name: str) -> str:
+        cfg = timm.get_pretrained_cfg(name)
+        if cfg is not None and cfg.hf_hub_id:
+            from huggingface_hub import constants
+
+            repo = cfg.hf_hub_id.split("@")[0]
+            return f"{repo} (model.safetensors) in the Hugging Face cache {constants.HF_HUB_CACHE}"
+        if cfg is not None and cfg.url:
+            return torch_hub_file(cfg.url)
+        return f"timm's weights of {name}"
+
+    def pretrained_label(self, name: str) -> str:
+        cfg = timm.get_pretrained_cfg(name)
+        tag = f".{cfg.tag}" if cfg is not None and cfg.tag else ""
+        return f"timm pretrained weights ({name}{tag})"
 
 
 def _classes(num_classes: int | None) -> dict:

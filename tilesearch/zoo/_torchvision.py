@@ -8,14 +8,13 @@ import torchvision
 from torch import nn
 
 from tilesearch.core import TilesearchError
-from tilesearch.zoo._zoo import Zoo
+from tilesearch.zoo._zoo import Zoo, torch_hub_file
 
 PREFIX = "torchvision/"
 
 
 class TorchvisionZoo(Zoo):
     name = "torchvision"
-    weights_cache = "torch hub checkpoint cache"
     se_families = ("torchvision/mobilenet_v3_*", "torchvision/efficientnet_b*", "torchvision/regnet_y_*")
 
     @functools.cache
@@ -30,7 +29,26 @@ class TorchvisionZoo(Zoo):
         return torchvision.models.get_model(name.removeprefix(PREFIX), weights=None, **kwargs)
 
     def pretrained(self, name: str, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
-        raise TilesearchError(f"--pretrained loads timm and effdet weights; for {name!r} pass --checkpoint FILE")
+        weights = self._weights(name)
+        classes = len(weights.meta.get("categories") or ())
+        if num_classes is not None and num_classes != classes:
+            raise TilesearchError(f"torchvision's weights of {name} have {classes} classes, not {num_classes}: pass "
+                                  f"--checkpoint FILE with weights for {num_classes} classes")
+        return torchvision.models.get_model(name.removeprefix(PREFIX), weights=weights)  # torch.hub's cache
+
+    def weights_location(self, name: str) -> str:
+        return torch_hub_file(self._weights(name).url)
+
+    def pretrained_label(self, name: str) -> str:
+        return f"torchvision pretrained weights ({self._weights(name)})"
+
+    @staticmethod
+    def _weights(name: str):
+        try:
+            return torchvision.models.get_model_weights(name.removeprefix(PREFIX)).DEFAULT
+        except (ValueError, AttributeError) as error:
+            raise TilesearchError(f"torchvision publishes no weights for {name}: pass --checkpoint FILE, or "
+                                  f"--random-weights to search untrained weights") from error
 
     def default_input_size(self, name: str) -> tuple[int, int]:
         try:

@@ -36,7 +36,6 @@ class UserCodeZoo(Zoo):
     """Builds ``file.py:callable`` and ``package.module:callable`` models; their weights come from --checkpoint."""
 
     name = "your code"
-    weights_cache = "your code"
 
     def names(self) -> list[str]:
         return []
@@ -58,7 +57,11 @@ class UserCodeZoo(Zoo):
         return model
 
     def pretrained(self, name: str, num_classes: int | None, input_size: tuple[int, int] | None) -> nn.Module:
-        raise TilesearchError(f"{name} is your own code, with no zoo weights: pass --checkpoint FILE for its weights")
+        """Your code's model with the weights it gives it (it may load its own); --checkpoint overrides them."""
+        return self.create(name, num_classes, input_size)
+
+    def pretrained_label(self, name: str) -> str:
+        return f"the weights {name} gives it (no --checkpoint)"
 
     def default_input_size(self, name: str) -> tuple[int, int]:
         """The callable's ``input_size`` attribute (a side or (height, width)), else 224x224."""

@@ -1,7 +1,7 @@
 """Model sources: a registry of zoos, each owning a set of model names.
 
-A :class:`Zoo` builds its models with random or pretrained weights and knows
-their input size; :func:`model_source` routes a name to the zoo that owns it,
+A :class:`Zoo` builds its models with random or pretrained weights, knows
+their input size and where its pretrained weights are cached; :func:`model_source` routes a name to the zoo that owns it,
 first match in registration order. Names are the zoos' own (``regnety_008``,
 ``efficientdet_d2``), torchvision's behind a prefix (``torchvision/...``), since
 torchvision and timm share names such as ``efficientnet_b0``.
@@ -19,12 +19,11 @@ from tilesearch.core import CLASSIFIER, UnknownNameError
 
 
 class Zoo:
-    """One source of models. Subclasses implement the four methods below."""
+    """One source of models. Subclasses implement the four methods below and may say where weights live."""
 
     name: str = ""
     task: str = CLASSIFIER
     se_families: tuple[str, ...] = ()  # name globs whose models have SE blocks, listed by `tilesearch models`
-    weights_cache: str = "local cache"  # where pretrained weights are looked for, for error messages
 
     def names(self) -> list[str]:
         """Every model name this zoo builds, as users type it."""
@@ -42,8 +41,25 @@ class Zoo:
         """The model's own input (height, width)."""
         raise NotImplementedError
 
+    def weights_location(self, name: str) -> str:
+        """Which pretrained file is looked for where, for the error when it cannot be loaded."""
+        return f"the {self.name} weights of {name}"
+
+    def pretrained_label(self, name: str) -> str:
+        """How outputs name the weights :meth:`pretrained` gives."""
+        return f"{self.name} pretrained weights"
+
     def owns(self, name: str) -> bool:
         return name in self.names()
+
+
+def torch_hub_file(url: str) -> str:
+    """Where torch.hub's loading looks for the file of ``url`` before downloading it."""
+    import os
+
+    import torch
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints", url.rsplit("/", 1)[-1])
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, buffer_report, format_count, get_metric
+from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, format_count, get_metric
 from tilesearch.data import get_source
 from tilesearch.scoring import SensitivityRow
-from tilesearch.search import AdditiveSurrogate, Search, pareto_frame, run_caveats, scored_on, study_metric, surrogate_error
-from tilesearch.zoo import BlockCount, describe_weights
+from tilesearch.search import AdditiveSurrogate, SearchPlan, pareto_frame, run_caveats, study_metric, surrogate_error
+from tilesearch.zoo import BlockCount
 
 console = Console()
 
@@ -49,16 +49,15 @@ def print_models(rows: list[tuple[str, str, BlockCount, tuple[int, int]]]) -> No
     console.print(table)
 
 
-def print_plan(search: Search) -> None:
+def print_plan(plan: SearchPlan) -> None:
     """What a search is about to do: the model, its blocks, SE and uniform 7xW buffers beside the budget, the
-    weights and the images it scores on."""
-    settings, (height, width) = search.settings, search.preprocessing.input_size
-    se, uniform = search.se_total, buffer_report(search.blocks, "7xW", search.profile).total
-    budget = "no budget" if search.budget is None else f"budget {format_count(search.budget)} ({search.budget / se:.1%} of SE)"
-    console.print(f"{settings.model} at {height}x{width}: {len(search.blocks)} attention blocks; buffer SE "
-                  f"{format_count(se)}, uniform 7xW {format_count(uniform)} elements; {budget}")
-    console.print(f"weights: {describe_weights(settings.model, settings.checkpoint, settings.random_weights)}")
-    console.print(f"scored on: {scored_on(settings.to_dict())}; metric {settings.metric}")
+    weights and the images it scores on (before any of them is loaded)."""
+    settings, (height, width), se = plan.settings, plan.input_size, plan.se_buffer
+    budget = "no budget" if plan.budget is None else f"budget {format_count(plan.budget)} ({plan.budget / se:.1%} of SE)"
+    console.print(f"{settings.model} at {height}x{width}: {len(plan.blocks)} attention blocks; buffer SE "
+                  f"{format_count(se)}, uniform 7xW {format_count(plan.uniform_7xw_buffer)} elements; {budget}")
+    console.print(f"weights: {plan.weights}")
+    console.print(f"scored on: {plan.scored_on}; metric {settings.metric}")
     if settings.data is None:
         caveat = get_source(settings.data_source).caveat
         if caveat:

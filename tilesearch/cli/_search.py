@@ -43,11 +43,11 @@ from tilesearch.search import (
     RunResult,
     RunSettings,
     blocks_from_run,
-    check_settings,
     check_trial_budget,
     completed_trials,
     join_study,
     load_study_of_run,
+    plan_search,
     prepare_resume,
     prepare_search,
     read_run_file,
@@ -138,7 +138,7 @@ def run(
     else:
         settings = RunSettings(model=model, data=data, data_source=data_source, holdout=holdout, annotations=annotations,
                                **search_options, **compute_options(options), **model_options(options))
-    check_settings(settings)  # before anything is written, the demo's images included
+    print_plan(plan_search(settings))  # checks every setting before anything is loaded or written
     if train_data is not None or model is None:
         check_finetune_args(**{**FINETUNE_DEFAULTS, **finetune_args}, batch_size=64)
     if model is None:
@@ -148,7 +148,6 @@ def run(
                             memory_check=not options["skip_memory_check"])
     if train_data is not None:  # fails before the search, not after it
         check_train_data(search, train_data, options["train_annotations"])
-    print_plan(search)
     result = run_search(search, n_trials=n_trials, timeout=timeout, workers=workers)
     finish(result)
     if train_data is not None:

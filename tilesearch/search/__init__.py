@@ -9,7 +9,7 @@
 
 from tilesearch.search._interruption import request_stop
 from tilesearch.search._objective import SCORE_KEYS, Search
-from tilesearch.search._prepare import check_settings, prepare_resume, prepare_search, save_run
+from tilesearch.search._prepare import SearchPlan, plan_search, check_settings, prepare_resume, prepare_search, save_run
 from tilesearch.search._results import baseline_trial, best_trial, front, pareto_frame, trials_frame, write_outputs
 from tilesearch.search._run_folder import blocks_from_run, load_study_of_run, read_run_file
 from tilesearch.search._runner import RunResult, check_trial_budget, holdout_report, run_search, write_search_outputs
@@ -46,6 +46,7 @@ __all__ = [
     "RunSettings",
     "ScoringParts",
     "Search",
+    "SearchPlan",
     "Task",
     "baseline_trial",
     "best_trial",
@@ -65,6 +66,7 @@ __all__ = [
     "make_sampler",
     "make_storage",
     "pareto_frame",
+    "plan_search",
     "pareto_front",
     "prepare_resume",
     "prepare_search",

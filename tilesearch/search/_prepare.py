@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from tilesearch.core import (
+    SEBlock,
     TilesearchError,
     UnknownNameError,
+    buffer_report,
     format_count,
     is_share,
     load_profile,
@@ -17,7 +20,7 @@ from tilesearch.core import (
 from tilesearch.nn import discover_se_blocks
 from tilesearch.search._objective import Search
 from tilesearch.search._run_folder import default_storage, read_run_file, run_document, save_run_file
-from tilesearch.search._settings import STRATEGIES, RunSettings, default_study_name, make_sampler
+from tilesearch.search._settings import STRATEGIES, RunSettings, default_study_name, make_sampler, scored_on
 from tilesearch.search._storage import absolute_storage
 from tilesearch.search._tasks import task_of
 from tilesearch.zoo import describe_weights
@@ -44,6 +47,50 @@ def check_settings(settings: RunSettings) -> RunSettings:
     return settings
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search will do, known before any weight or image is loaded: its model's blocks and buffers."""
+
+    settings: RunSettings  # with the task's defaults
+    input_size: tuple[int, int]
+    blocks: list[SEBlock]
+    se_buffer: int
+    uniform_7xw_buffer: int  # the paper's uniform tile, beside the SE network
+    budget: int | None
+    weights: str  # how the model gets its weights (describe_weights)
+    scored_on: str  # which images its scores come from
+
+
+def plan_search(settings: RunSettings) -> SearchPlan:
+    """Check the settings and measure the model's blocks on seeded random weights (no download, no image), so a
+    run can say what it will do before it loads anything, and a budget below the space's floor fails first."""
+    settings = check_settings(settings)
+    model, preprocessing = task_of(settings.model).shapes(settings)
+    blocks = discover_se_blocks(model, preprocessing.input_size)
+    profile = load_profile(settings.profile)
+    se_buffer = sum(block.se_buffer for block in blocks)
+    budget = _budget(settings, blocks, profile)
+    return SearchPlan(settings, preprocessing.input_size, blocks, se_buffer,
+                      buffer_report(blocks, "7xW", profile).total, budget,
+                      describe_weights(settings.model, settings.checkpoint, settings.random_weights),
+                      scored_on(settings.to_dict()))
+
+
+def _budget(settings: RunSettings, blocks: list[SEBlock], profile) -> int | None:
+    """The budget in elements, refused when the search space cannot reach it."""
+    if settings.budget is None:
+        return None
+    budget = parse_budget(settings.budget, profile, sum(b.se_buffer for b in blocks))
+    space = load_space(settings.space)
+    smallest = space.min_buffer(blocks, profile)
+    if budget < smallest:
+        raise TilesearchError(
+            f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
+            f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
+        )
+    return budget
+
+
 def prepare_search(
     settings: RunSettings,
     out_dir: str | Path = "runs",
@@ -65,13 +112,7 @@ def prepare_search(
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / name
     parts = task.build(settings, run_dir, memory_check)
     blocks = discover_se_blocks(parts.model, parts.preprocessing.input_size)
-    budget = None if settings.budget is None else parse_budget(settings.budget, profile, sum(b.se_buffer for b in blocks))
-    smallest = space.min_buffer(blocks, profile)
-    if budget is not None and budget < smallest:
-        raise TilesearchError(
-            f"buffer budget {settings.budget!r} ({format_count(budget)} elements) is below the smallest buffer "
-            f"search space {space.name!r} reaches on {settings.model} ({format_count(smallest)} elements)"
-        )
+    budget = _budget(settings, blocks, profile)
     storage_url = absolute_storage(storage, Path.cwd()) if storage else default_storage(run_dir, parallel)
     return Search(settings, task, run_dir, name, storage_url, blocks, space, profile, budget, parts)
 

@@ -104,6 +104,14 @@ class Task:
         """The score quoted in held-out and fine-tuning reports."""
         raise NotImplementedError
 
+    def model(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
+        """The model with its weights, and how an image becomes its input."""
+        raise NotImplementedError
+
+    def shapes(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
+        """The model with seeded random weights: its blocks and buffers without loading any weights."""
+        return self.model(replace(settings, checkpoint=None, random_weights=True))
+
     def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
         """The model and its scorers; ``memory_check`` refuses sizes that would not fit before any image is decoded."""
         raise NotImplementedError
@@ -133,8 +141,7 @@ class ClassifierTask(Task):
         if not dataset.classes and get_metric(settings.metric).needs_labels:
             raise DataError(f"{settings.data!r} holds unlabeled images: use --metric agreement, kl or fidelity")
         holdout = image_folder(settings.holdout) if settings.holdout is not None else None  # checked before loading
-        model = _load(settings)
-        preprocessing = self._preprocessing(model, settings)
+        model, preprocessing = self.model(settings)
         labels = [label for _, label in dataset.samples]
         search_indices, rest = stratified_split(labels, settings.val_subset, settings.seed)
         if memory_check:
@@ -156,14 +163,14 @@ class ClassifierTask(Task):
             model, preprocessing, lambda: scorer_on(settings.data, search_indices, "decoding images"), holdout_factory
         )
 
-    @staticmethod
-    def _preprocessing(model: nn.Module, settings: RunSettings) -> Preprocessing:
-        return resolve_preprocessing(model, settings.input_size, settings.crop_pct, settings.interpolation,
-                                     settings.mean, settings.std)
+    def model(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
+        """The classifier and timm's data config for it, overridden by the settings."""
+        model = _load(settings)
+        return model, resolve_preprocessing(model, settings.input_size, settings.crop_pct, settings.interpolation,
+                                            settings.mean, settings.std)
 
     def _build_data_free(self, settings: RunSettings, run_dir: Path, memory_check: bool) -> ScoringParts:
-        model = _load(settings)
-        preprocessing = self._preprocessing(model, settings)
+        model, preprocessing = self.model(settings)
         get_source(settings.data_source).check(model)
         if memory_check:
             check_memory(model, preprocessing.input_size, settings.batch_size, settings.val_subset, settings.device)
@@ -206,7 +213,7 @@ class DetectorTask(Task):
         if settings.data is None:
             return self._build_data_free(settings, run_dir, memory_check)
         coco = load_coco(settings.data, settings.annotations) if settings.annotations else image_listing(settings.data)
-        model, preprocessing = self._model(settings)
+        model, preprocessing = self.model(settings)
         size, mean = preprocessing.input_size, preprocessing.mean
         ids = random_subset(list(coco.imgs), settings.val_subset, settings.seed)
         # Two passes at 768 px over all of COCO val would dwarf the search: the report takes a sample.
@@ -224,8 +231,7 @@ class DetectorTask(Task):
             lambda: scorer_on(rest, "decoding held-out images") if rest else None,
         )
 
-    @staticmethod
-    def _model(settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
+    def model(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
         """The detector, built for its input size, and effdet's preprocessing (resize and pad)."""
         size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
         model = _load(settings, input_size=size)
@@ -246,7 +252,7 @@ class DetectorTask(Task):
         return scorer
 
     def _build_data_free(self, settings: RunSettings, run_dir: Path, memory_check: bool) -> ScoringParts:
-        model, preprocessing = self._model(settings)
+        model, preprocessing = self.model(settings)
         get_source(settings.data_source).check(model)
         height, width = preprocessing.input_size
         if memory_check:

@@ -42,7 +42,8 @@ class EffdetZoo(Zoo):
         return torch_hub_file(_effdet().get_efficientdet_config(name).url)
 
     def pretrained_label(self, name: str) -> str:
-        return f"effdet pretrained weights ({_effdet().get_efficientdet_config(name).url.rsplit('/', 1)[-1]})"
+        url = _effdet().get_efficientdet_config(name).url
+        return f"effdet pretrained weights ({url.rsplit('/', 1)[-1] if url else f'none published for {name}'})"
 
     def default_input_size(self, name: str) -> tuple[int, int]:
         height, width = _effdet().get_efficientdet_config(name).image_size

@@ -284,9 +284,14 @@ def test_pretrained_weights_missing_offline_is_one_line_with_the_way_out(tmp_pat
     assert not tmp_path.joinpath("efficientdet_d0-procedural-fidelity").exists()
 
 
-def test_effdet_models_without_published_weights_are_refused_not_randomised(tmp_path):
-    assert_user_error(run("--model", "efficientdet_d2", "--buffer-budget", "5M", "--out", str(tmp_path)),
-                      "no pretrained weights for efficientdet_d2", "tf_efficientdet_d2", "--random-weights")
+def test_the_flagship_command_as_typed_prints_its_plan_then_refuses_to_randomise(tmp_path):
+    """effdet publishes no efficientdet_d2 weights: the plan still shows, then one line, never random weights."""
+    result = run("--model", "efficientdet_d2", "--buffer-budget", "5M", "--out", str(tmp_path))
+    assert_user_error(result, "no pretrained weights for efficientdet_d2", "tf_efficientdet_d2", "--random-weights")
+    text = " ".join(result.stdout.split())
+    assert ("efficientdet_d2 at 768x768: 23 attention blocks; buffer SE 43.601M, uniform 7xW 4.185M elements; "
+            "budget 5.000M (11.5% of SE)") in text  # the paper's D2 at 768, and the issue's 43.6M and 4.19M
+    assert "32 images synthesised by procedural" in text and not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ input size, normalisation, source, count and seed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -166,47 +167,54 @@ class BatchNormMatchingSource(ImageSource):
         low, high = -mean_ / std_, (1 - mean_) / std_  # the normalised range of real pixels
         inputs = inputs.to(device).clamp(low, high).requires_grad_(True)
         optimiser = torch.optim.Adam([inputs], lr=self.lr)
-        terms: list[Tensor] = []
-
-        def match(module: nn.modules.batchnorm._BatchNorm, args: tuple, _output) -> None:
-            x = args[0].float()
-            dims = [d for d in range(x.dim()) if d != 1]
-            batch_mean, batch_std = x.mean(dims), x.var(dims, unbiased=False).add(module.eps).sqrt()
-            running_std = module.running_var.float().add(module.eps).sqrt()
-            terms.append(torch.linalg.vector_norm(batch_mean - module.running_mean.float())
-                         + torch.linalg.vector_norm(batch_std - running_std))
-
-        hooks = [layer.register_forward_hook(match) for layer in batchnorm_layers(model)]
-        frozen = [(p, p.requires_grad) for p in model.parameters()]
-        try:
-            for p, _ in frozen:
-                p.requires_grad_(False)
-            with torch.enable_grad():
-                targets = None
-                for _ in range(steps or self.steps):
-                    terms.clear()
-                    optimiser.zero_grad(set_to_none=True)
-                    output = model(inputs)
-                    if self.class_target and isinstance(output, Tensor) and output.dim() == 2:
-                        if targets is None:
-                            generator = torch.Generator().manual_seed(len(inputs))
-                            targets = torch.randint(output.shape[1], (len(inputs),), generator=generator).to(device)
-                        terms.append(nn.functional.cross_entropy(output.float(), targets))
-                    tv = (inputs[..., 1:, :] - inputs[..., :-1, :]).abs().mean() + (inputs[..., 1:] - inputs[..., :-1]).abs().mean()
-                    loss = torch.stack(terms).sum() + self.tv_weight * tv
-                    loss.backward()
-                    optimiser.step()
-                    with torch.no_grad():
-                        inputs.copy_(torch.maximum(torch.minimum(inputs, high), low))
-                    if losses is not None:
-                        losses.append(float(loss.detach()))
-                    progress(1)
-        finally:
-            for hook in hooks:
-                hook.remove()
-            for p, requires_grad in frozen:
-                p.requires_grad_(requires_grad)
+        targets = None
+        with _matching_statistics(model) as terms, torch.enable_grad():
+            for _ in range(steps or self.steps):
+                terms.clear()
+                optimiser.zero_grad(set_to_none=True)
+                output = model(inputs)
+                if self.class_target and isinstance(output, Tensor) and output.dim() == 2:
+                    if targets is None:
+                        generator = torch.Generator().manual_seed(len(inputs))
+                        targets = torch.randint(output.shape[1], (len(inputs),), generator=generator).to(device)
+                    terms.append(nn.functional.cross_entropy(output.float(), targets))
+                tv = (inputs[..., 1:, :] - inputs[..., :-1, :]).abs().mean() + (inputs[..., 1:] - inputs[..., :-1]).abs().mean()
+                loss = torch.stack(terms).sum() + self.tv_weight * tv
+                loss.backward()
+                optimiser.step()
+                with torch.no_grad():
+                    inputs.copy_(torch.maximum(torch.minimum(inputs, high), low))
+                if losses is not None:
+                    losses.append(float(loss.detach()))
+                progress(1)
         return inputs.detach()
+
+
+@contextlib.contextmanager
+def _matching_statistics(model: nn.Module) -> Iterator[list[Tensor]]:
+    """While open, every forward appends to the yielded list each BatchNorm layer's distance between the batch's
+    statistics and its running ones (ZeroQ's loss terms); the model's parameters are frozen meanwhile."""
+    terms: list[Tensor] = []
+
+    def match(module: nn.modules.batchnorm._BatchNorm, args: tuple, _output) -> None:
+        x = args[0].float()
+        dims = [d for d in range(x.dim()) if d != 1]
+        batch_mean, batch_std = x.mean(dims), x.var(dims, unbiased=False).add(module.eps).sqrt()
+        running_std = module.running_var.float().add(module.eps).sqrt()
+        terms.append(torch.linalg.vector_norm(batch_mean - module.running_mean.float())
+                     + torch.linalg.vector_norm(batch_std - running_std))
+
+    hooks = [layer.register_forward_hook(match) for layer in batchnorm_layers(model)]
+    frozen = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in frozen:
+            p.requires_grad_(False)
+        yield terms
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p, requires_grad in frozen:
+            p.requires_grad_(requires_grad)
 
 
 _SOURCES: dict[str, ImageSource] = {}

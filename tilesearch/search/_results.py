@@ -116,7 +116,7 @@ def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str)
     ax.set_ylabel(f"{metric.label} ({metric.unit})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")  # a minimised metric puts SE in the lower right
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)

@@ -94,6 +94,7 @@ def measure(name: str, args: argparse.Namespace) -> dict | None:
         get_source,
         image_folder,
         image_sources,
+        random_subset,
         stratified_split,
         synthetic_images,
     )
@@ -114,7 +115,7 @@ def measure(name: str, args: argparse.Namespace) -> dict | None:
 
     labels = [label_ for _, label_ in image_folder(folder).samples]
     calib, rest = stratified_split(labels, args.images, args.seed)
-    holdout = rest[: args.holdout] if args.holdout else rest
+    holdout = random_subset(rest, args.holdout, args.seed) if args.holdout else rest  # rest is sorted by class
     truth_scorer = Scorer(model, decode_images(folder, preprocessing, holdout), preprocessing, batch_size=256)
     print(f"{label}: {len(blocks)} blocks, {len(configs)} configs, {len(holdout)} held-out images")
     truth_scores = [truth_scorer.score(tiles) for tiles in configs]

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tilesearch.cli import app
 from tilesearch.data import (
+    DEFAULT_SOURCE,
     ImageSource,
     batchnorm_layers,
     get_source,
@@ -228,7 +229,7 @@ def test_a_detector_searches_without_data_on_a_seeded_weight_cache(tmp_path, tor
     """The issue's done-when, smaller: efficientdet_d0, pretrained weights from the cache, no --data."""
     torch_hub_cache("efficientdet_d0")
     result = run("--model", "efficientdet_d0", "--input-size", "128", "--buffer-budget", "50%", "--n-trials", "3",
-                 "--val-subset", "4", "--out", str(tmp_path))
+                 "--val-subset", "4", "--data-source", "procedural", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert "efficientdet_d0 at 128x128: 16 attention blocks; buffer SE" in text and "uniform 7xW" in text
@@ -251,7 +252,8 @@ def test_a_classifier_checkpoint_searches_without_data_and_resumes_on_the_cached
     checkpoint = tmp_path / "net.safetensors"
     save_file(randomize_(create_model("regnety_002", num_classes=10)).state_dict(), str(checkpoint))
     args = ["--model", "regnety_002", "--checkpoint", str(checkpoint), "--num-classes", "10", "--input-size", "64",
-            "--val-subset", "16", "--space", "uniform", "--n-trials", "3", "--out", str(tmp_path)]
+            "--val-subset", "16", "--space", "uniform", "--n-trials", "3", "--data-source", "procedural",
+            "--out", str(tmp_path)]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert f"weights: checkpoint {checkpoint}" in " ".join(result.stdout.split())
@@ -272,6 +274,7 @@ def test_random_weights_are_said_everywhere(tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert "weights: RANDOM weights" in text and "note: RANDOM weights" in text
+    assert "noise ranked configs at Spearman" in text  # the benchmark's verdict on the source, said by the run
     run_dir = next(tmp_path.glob("tilesearch_demo_net-*"))
     document = yaml.safe_load((run_dir / "run.yaml").read_text())
     assert document["weights"].startswith("RANDOM") and any("RANDOM" in c for c in document["caveats"])
@@ -291,7 +294,7 @@ def test_the_flagship_command_as_typed_prints_its_plan_then_refuses_to_randomise
     text = " ".join(result.stdout.split())
     assert ("efficientdet_d2 at 768x768: 23 attention blocks; buffer SE 43.601M, uniform 7xW 4.185M elements; "
             "budget 5.000M (11.5% of SE)") in text  # the paper's D2 at 768, and the issue's 43.6M and 4.19M
-    assert "32 images synthesised by procedural" in text and not any(tmp_path.iterdir())
+    assert f"32 images synthesised by {DEFAULT_SOURCE}" in text and not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -43,4 +43,4 @@ def export(
     if "weights" in result:
         console.print(f"weights: {result['weights']}")
     if "onnx_max_abs_diff" in result:
-        console.print(f"ONNX vs PyTorch on held-out images: largest absolute difference {result['onnx_max_abs_diff']:.2e}")
+        console.print(f"ONNX vs PyTorch on the run's images: largest absolute difference {result['onnx_max_abs_diff']:.2e}")

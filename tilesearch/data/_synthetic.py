@@ -63,6 +63,8 @@ def _to_pixels(normalised: Tensor, mean: tuple[float, ...], std: tuple[float, ..
 class NoiseSource(ImageSource):
     name = "noise"
     summary = "Gaussian noise in the model's normalised input space (the floor)"
+    caveat = ("noise ranked configs at Spearman 0.68 against held-out accuracy on the demo network "
+              "(benchmarks/data_free.py; procedural 0.94): use its front as a floor, not for decisions")
 
     def synthesise(self, model, count, size, mean, std, seed, device, progress):
         generator = torch.Generator().manual_seed(seed)
@@ -218,7 +220,7 @@ def _matching_statistics(model: nn.Module) -> Iterator[list[Tensor]]:
 
 
 _SOURCES: dict[str, ImageSource] = {}
-DEFAULT_SOURCE = "procedural"  # ranked configs best in benchmarks/data_free.py (see the README)
+DEFAULT_SOURCE = "procedural"  # ranked configs best on average in benchmarks/data_free.py (README), in seconds
 
 
 def register_source(source: ImageSource) -> ImageSource:

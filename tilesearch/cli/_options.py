@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from tilesearch.core import ACCEPTED_FORMS, BUDGET_FORMS, METRICS, available_profiles, available_spaces
-from tilesearch.data import DEFAULT_SOURCE, image_sources
+from tilesearch.data import DEFAULT_SOURCE, get_source, image_sources
 from tilesearch.search import SAMPLERS, STRATEGIES
 
 RunDir = Annotated[str, typer.Argument(help="A run folder, e.g. runs/regnety_002-5M.")]
@@ -26,7 +26,8 @@ Data = Annotated[Optional[str], typer.Option(
 DataSource = Annotated[Optional[str], typer.Option(
     "--data-source", show_default=False,
     help=f"Without --data, how calibration images are synthesised (cached in the run folder): "
-         f"{', '.join(image_sources())} [default: {DEFAULT_SOURCE}]. Scores are then label-free (fidelity to SE).")]
+         f"{'; '.join(f'{name}, {get_source(name).summary}' for name in image_sources())} [default: {DEFAULT_SOURCE}]. "
+         f"Scores are then label-free (fidelity to SE).")]
 Annotations = Annotated[Optional[str], typer.Option(
     "--annotations", help="Detectors: COCO instances JSON for --data IMAGES_DIR (score: mAP); without it, "
                           "pseudo-mAP against the SE model's detections.")]

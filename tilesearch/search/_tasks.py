@@ -71,7 +71,7 @@ class Task:
 
     name: str = ""
     supports_surrogate: bool = False
-    synthetic_images: int = 256  # images synthesised for a search without --data
+    synthetic_count: int = 256  # images synthesised for a search without --data
 
     def default_metric(self, settings: RunSettings) -> str:
         """The metric of settings that name none: label-free ``fidelity`` without data."""
@@ -80,7 +80,7 @@ class Task:
     def with_defaults(self, settings: RunSettings) -> RunSettings:
         """The settings with the task's defaults filled in (metric, images, data source), the metric spelled canonically."""
         metric = settings.metric if settings.metric is not None else self.default_metric(settings)
-        count = DATA_SUBSET if settings.data is not None else self.synthetic_images
+        count = DATA_SUBSET if settings.data is not None else self.synthetic_count
         source = settings.data_source or (DEFAULT_SOURCE if settings.data is None else None)
         return replace(settings, metric=metric.replace("-", "_"), data_source=source,
                        val_subset=settings.val_subset if settings.val_subset is not None else count)
@@ -186,7 +186,7 @@ class ClassifierTask(Task):
 class DetectorTask(Task):
     name = DETECTOR
 
-    synthetic_images = 32  # a detector's forward at 512-768 px costs 20-60 classifier forwards
+    synthetic_count = 32  # a detector's forward at 512-768 px costs 20-60 classifier forwards
 
     def default_metric(self, settings: RunSettings) -> str:
         """Detectors score by mAP: against annotations, else against the SE model's detections; without data, fidelity."""

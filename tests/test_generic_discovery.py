@@ -165,7 +165,7 @@ def test_a_model_without_a_tileable_block_says_which_pools_it_saw_and_why():
         discover_se_blocks(model, 32)
     message = str(error.value)
     assert "torch.fx could not trace 1 (UntraceableSE)" in message and "register_flavour" in message
-    assert "2 (ResidualGate): its output is not its input multiplied by a gate" in message
+    assert "2 (ResidualGate): its output is neither its input multiplied by a gate nor computed from global pools alone" in message
     assert "3 (StyledNet)" in message and "\n" not in message
 
 

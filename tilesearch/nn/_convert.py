@@ -14,7 +14,7 @@ from torch import nn
 
 from tilesearch.core import GAP, TileChoice, TileConfig, TileConfigFile, TilesearchError, TileSpec, load_config, tile_config
 from tilesearch.nn._flavours import flavour_for_type, is_shipped
-from tilesearch.nn._generic import Refused, analyse, generic_flavour, is_candidate, refusal_of
+from tilesearch.nn._generic import GENERIC_FAMILIES, Refused, analyse, generic_flavour, is_candidate, refusal_of
 from tilesearch.nn._se_flavour import SEFlavour
 from tilesearch.nn._tiled import TiledSqueezeExcite
 
@@ -37,7 +37,7 @@ def flavour_of(module: nn.Module) -> SEFlavour | None:
 def found_by(module: nn.Module) -> str:
     """How discovery finds the block ``module``: ``class`` (shipped), ``registered`` (register_flavour) or ``generic``."""
     flavour = flavour_of(module)
-    if flavour.family == "generic":
+    if flavour.family in GENERIC_FAMILIES:
         return "generic"
     return "class" if is_shipped(flavour) else "registered"
 

@@ -8,6 +8,16 @@ A module is a tileable block when its forward (traced with ``torch.fx``)
 * computes a gate from those pooled descriptors only (the input's shape may be read); and
 * returns its input multiplied by that gate.
 
+A **pool branch** is found the same way: a module whose output is computed from
+global pools of its input alone, through per-position layers (1x1 convolutions,
+normalisations, activations), optionally resized back to the input's size. Such
+a branch is a head's global-context path: LR-ASPP's ``scale`` (pool, 1x1 conv,
+sigmoid, multiplied into another tensor) or DeepLabV3's ASPP image pooling (pool,
+conv, BN, ReLU, upsampled and concatenated). Whatever consumes its value cannot
+emit an element before the pool has seen the whole tensor, so it stalls a
+pipeline exactly like SE. Tiled, the branch runs on every tile's descriptor and
+each tile's value is broadcast back onto exactly that tile.
+
 The tiled version runs the block's own gate subgraph, cut out of its trace, on
 every tile at once: the tile descriptors become a batch of one-pixel tensors
 (B*nh*nw, C, 1, 1), on which each global pool is the identity and ``nn.Linear``
@@ -31,7 +41,7 @@ from torch import Tensor, fx, nn
 
 from tilesearch.core import first_line
 from tilesearch.nn._se_flavour import SEFlavour
-from tilesearch.nn._tile_ops import fold_tiles, scale_by_tile, tiled_pool, unfold_tiles
+from tilesearch.nn._tile_ops import expand_tiles, fold_tiles, scale_by_tile, tiled_pool, unfold_tiles
 
 _SPATIAL = ({2, 3}, {-2, -1}, {2, -1}, {-2, 3})
 _SHAPE_METHODS = {"size", "dim"}
@@ -40,12 +50,17 @@ _SHAPED_LIKE = {"expand_as", "view_as", "reshape_as", "type_as"}  # read only th
 _POOL_HINT = re.compile(r"mean|avg_pool|adaptive|amax|max_pool|AdaptiveAvg|AdaptiveMax")
 
 
+GENERIC_FAMILIES = ("generic", "branch")  # found from the module's own graph, not by class
+
+
 @dataclass
 class GateGraph:
-    """A block's gate as a graph of its own layers, fed one pooled tensor per pool kind."""
+    """A block's gate (or a pool branch's value) as a graph of its own layers, fed one pooled tensor per pool kind."""
 
     module: fx.GraphModule
     pools: tuple[str, ...]  # "avg" or "max", one per input of ``module``
+    branch: bool = False  # a pool branch: the output is the graph's value, broadcast per tile, not input x gate
+    out_channels: int | None = None  # a branch's output channels, from its last convolution
 
 
 @dataclass
@@ -61,12 +76,14 @@ _REFUSED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary(
 
 
 def is_candidate(module: nn.Module) -> bool:
-    """Cheap filter before tracing: user code whose forward mentions a pool or that holds a global pool layer."""
-    if type(module).__module__.startswith("torch.") or isinstance(module, fx.GraphModule):
+    """Cheap filter before tracing: user code whose forward mentions a pool or that holds a global pool layer,
+    and ``nn.Sequential`` containers holding one (a pool branch such as LR-ASPP's ``scale``)."""
+    if isinstance(module, fx.GraphModule):
         return False
-    if any(_is_global_pool_layer(child) for child in module.children()):
-        return True
-    return _forward_mentions_pool(type(module))
+    holds_pool = any(_is_global_pool_layer(child) for child in module.children())
+    if type(module).__module__.startswith("torch."):
+        return holds_pool and isinstance(module, nn.Sequential)
+    return holds_pool or _forward_mentions_pool(type(module))
 
 
 @cache
@@ -122,16 +139,70 @@ def _analyse(module: nn.Module) -> GateGraph | Refused:
     output = next(node for node in graph.nodes if node.op == "output")
     gate = _gate_of(output.args[0], x)
     if gate is None:
-        return Refused("its output is not its input multiplied by a gate")
+        return _analyse_branch(module, graph, x, output.args[0], dict(pools))
     pool_nodes = {node: kind for node, kind in pools}
     ancestors = _ancestors(gate)
-    for node in [gate, *ancestors]:
-        if x in node.all_input_nodes and node not in pool_nodes and not _reads_only_shape(node, x):
-            return Refused(f"its gate reads the input through `{node.format_node()}`, not only through a global pool")
+    problem = _reads_input_beyond_pools(gate, ancestors, x, pool_nodes)
+    if problem:
+        return Refused(f"its gate {problem}")
     used = {kind for node, kind in pool_nodes.items() if node in ancestors or node is gate}
     if not used:
         return Refused("its gate does not depend on a global pool of its input")
     return GateGraph(_gate_module(module, graph, x, gate, ancestors, sorted(used)), tuple(sorted(used)))
+
+
+def _reads_input_beyond_pools(value: fx.Node, ancestors: set[fx.Node], x: fx.Node, pools: dict) -> str | None:
+    for node in [value, *ancestors]:
+        if x in node.all_input_nodes and node not in pools and not _reads_only_shape(node, x):
+            return f"reads the input through `{node.format_node()}`, not only through a global pool"
+    return None
+
+
+_ELEMENTWISE = {"relu", "relu6", "sigmoid", "hardsigmoid", "hardswish", "silu", "gelu", "tanh", "clamp", "dropout",
+                "mul", "add", "sub", "truediv", "div", "neg", "getitem", "getattr", "size", "contiguous"}
+_PER_POSITION_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm, nn.Identity, nn.Dropout, nn.Dropout2d)
+_RESIZES = {"interpolate", "upsample"}
+
+
+def _analyse_branch(module: nn.Module, graph: fx.Graph, x: fx.Node, out, pools: dict) -> GateGraph | Refused:
+    """A pool branch's graph: its output (before a final resize to the input's size) from global pools alone."""
+    not_a_block = Refused("its output is neither its input multiplied by a gate nor computed from global pools alone")
+    if not isinstance(out, fx.Node):
+        return not_a_block
+    value = out.args[0] if _name(out) in _RESIZES and out.args and isinstance(out.args[0], fx.Node) else out
+    ancestors = _ancestors(value)
+    if _reads_input_beyond_pools(value, ancestors, x, pools) or not any(node in pools for node in [value, *ancestors]):
+        return not_a_block
+    path = [node for node in [value, *ancestors] if node is not x and node not in pools and not _reads_only_shape(node, x)]
+    layers = [module.get_submodule(node.target) for node in path if node.op == "call_module"]
+    odd = next((node for node in path if not _per_position(node, module)), None)
+    if odd is not None:
+        return Refused(f"its pooled branch runs `{odd.format_node()}`, which is not a per-position layer")
+    convolutions = [layer for layer in layers if isinstance(layer, nn.Conv2d)]
+    if not convolutions:
+        return Refused("a bare global pool: what uses its value lies outside the module")
+    used = sorted({kind for node, kind in pools.items() if node in ancestors or node is value})
+    conv_order = [node for node in graph.nodes if node in path and node.op == "call_module"
+                  and isinstance(module.get_submodule(node.target), nn.Conv2d)]
+    last_conv = module.get_submodule(conv_order[-1].target)
+    return GateGraph(_gate_module(module, graph, x, value, ancestors, used, "Branch"), tuple(used), branch=True,
+                     out_channels=last_conv.out_channels)
+
+
+def _name(node: fx.Node) -> str:
+    if node.op == "call_module":
+        return ""
+    return node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+
+
+def _per_position(node: fx.Node, module: nn.Module) -> bool:
+    """Whether ``node`` acts on each position (and each batch entry) alone, so it can run on each tile's descriptor."""
+    if node.op == "call_module":
+        layer = module.get_submodule(node.target)
+        return isinstance(layer, _PER_POSITION_LAYERS) or type(layer).__module__ == "torch.nn.modules.activation"
+    if node.op in ("call_function", "call_method"):
+        return _name(node) in _ELEMENTWISE
+    return node.op == "get_attr"
 
 
 def _gate_of(out, x: fx.Node) -> fx.Node | None:
@@ -202,7 +273,7 @@ def _layer_pool_kind(layer: nn.Module) -> str | None:
 
 
 def _gate_module(module: nn.Module, graph: fx.Graph, x: fx.Node, gate: fx.Node, ancestors: set[fx.Node],
-                 kinds: list[str]) -> fx.GraphModule:
+                 kinds: list[str], role: str = "Gate") -> fx.GraphModule:
     """The gate's subgraph as a module of ``module``'s own layers, with one input per pool kind."""
     sub = fx.Graph()
     inputs = {kind: sub.placeholder(f"pooled_{kind}") for kind in kinds}
@@ -216,24 +287,54 @@ def _gate_module(module: nn.Module, graph: fx.Graph, x: fx.Node, gate: fx.Node, 
             source = inputs.get(kind, inputs[kinds[0]])
             copied[node] = sub.node_copy(node, lambda arg: source if arg is x else copied[arg])
     sub.output(copied[gate])
-    return fx.GraphModule(module, sub, class_name=f"{type(module).__name__}Gate")
+    return fx.GraphModule(module, sub, class_name=f"{type(module).__name__}{role}")
+
+
+def _graph_of(block: nn.Module) -> GateGraph:
+    gate_graph = analyse(block)
+    if isinstance(gate_graph, Refused):
+        raise RuntimeError(f"{type(block).__name__} is not tileable: {gate_graph.reason}")
+    return gate_graph
+
+
+def _per_tile_values(gate_graph: GateGraph, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
+    """The graph's value for every tile's descriptors, (B, K, nh, nw)."""
+    descriptors = [tiled_pool(x, tile_h, tile_w, mode=kind) for kind in gate_graph.pools]
+    values = gate_graph.module(*[fold_tiles(pooled) for pooled in descriptors])
+    return unfold_tiles(values, x.shape[0], tuple(descriptors[0].shape[-2:]))
 
 
 def generic_tiled(block: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
     """``block``'s output with its gate computed per (tile_h, tile_w) tile from its own gate subgraph."""
-    gate_graph = analyse(block)
-    if isinstance(gate_graph, Refused):
-        raise RuntimeError(f"{type(block).__name__} is not tileable: {gate_graph.reason}")
-    batch, channels = x.shape[:2]
-    descriptors = [tiled_pool(x, tile_h, tile_w, mode=kind) for kind in gate_graph.pools]
-    grid = tuple(descriptors[0].shape[-2:])
-    gate = gate_graph.module(*[fold_tiles(pooled) for pooled in descriptors])
-    gate = unfold_tiles(gate, batch, grid).expand(batch, channels, *grid)
-    return scale_by_tile(x, gate, tile_h, tile_w)
+    gate = _per_tile_values(_graph_of(block), x, tile_h, tile_w)
+    return scale_by_tile(x, gate.expand(x.shape[0], x.shape[1], *gate.shape[-2:]), tile_h, tile_w)
+
+
+def branch_tiled(block: nn.Module, x: Tensor, tile_h: int, tile_w: int) -> Tensor:
+    """A pool branch's value per tile, each broadcast onto exactly its tile: (B, K, H, W)."""
+    values = _per_tile_values(_graph_of(block), x, tile_h, tile_w)
+    return expand_tiles(values, tile_h, tile_w, *x.shape[-2:])
+
+
+def branch_buffer(block: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """What waits for a pool branch: the smaller of its input and a tensor of its output's width at that size.
+
+    Its consumer combines the branch's value with a tensor at the input's resolution (LR-ASPP multiplies it
+    into a 1x1 convolution of the same input; DeepLabV3 concatenates it with branches that its projection
+    then sums), so the pipeline holds either that operand (the branch's output channels) or the pooled input
+    itself, to recompute the operand once the pool is done, whichever is smaller.
+    """
+    channels, height, width = input_shape[-3:]
+    return min(channels, _graph_of(block).out_channels or channels), height, width
 
 
 def generic_flavour(module: nn.Module) -> SEFlavour | None:
-    """A flavour for ``module`` when its own graph makes it a tileable block, else None."""
-    if not is_candidate(module) or isinstance(analyse(module), Refused):
+    """A flavour for ``module`` when its own graph makes it a tileable block or pool branch, else None."""
+    if not is_candidate(module):
         return None
+    gate_graph = analyse(module)
+    if isinstance(gate_graph, Refused):
+        return None
+    if gate_graph.branch:
+        return SEFlavour(type(module), family="branch", tiled=branch_tiled, buffered_shape=branch_buffer)
     return SEFlavour(type(module), family="generic", tiled=generic_tiled)

@@ -141,6 +141,7 @@ def test_surrogate_prediction_follows_the_metric_direction():
     assert kl.predict({"a": "1x1", "b": "7xW"}) == pytest.approx(0.25)  # KL grows with the drops
     accuracy = AdditiveSurrogate(get_metric("accuracy"), 0.9, drops)
     assert accuracy.predict({"a": "1x1", "b": "GAP"}) == pytest.approx(0.7)  # accuracy falls
-    rows = [SensitivityRow("a", "GAP", 0.9, 1.0, 0.0, 0.0), SensitivityRow("a", "1x1", 0.7, 0.8, 0.3, 0.2)]
+    rows = [SensitivityRow("a", "GAP", {"accuracy": 0.9, "agreement": 1.0, "kl": 0.0}, 0.0),
+            SensitivityRow("a", "1x1", {"accuracy": 0.7, "agreement": 0.8, "kl": 0.3}, 0.2)]
     assert AdditiveSurrogate.from_rows(rows, get_metric("kl")).drops[("a", "1x1")] == pytest.approx(0.3)
     assert AdditiveSurrogate.from_rows(rows, get_metric("agreement")).drops[("a", "1x1")] == pytest.approx(0.2)

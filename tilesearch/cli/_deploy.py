@@ -16,7 +16,8 @@ from tilesearch.deploy import finetune as finetune_config
 def finetune(
     run_dir: RunDir,
     train_data: Annotated[str, typer.Option(
-        "--train-data", help="Training images: ImageFolder layout with the classes of --data; a detector's COCO images folder.")],
+        "--train-data", help="Training images: ImageFolder layout with the classes of --data; a detector's COCO images "
+                            "folder; a segmenter's images (with --train-masks).")],
     config: Config = None,
     trial: Trial = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 64,

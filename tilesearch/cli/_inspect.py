@@ -5,18 +5,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from tilesearch.cli._options import AsJson, Profile
-from tilesearch.cli._parse import parse_input_size
+from tilesearch.cli._options import AsJson, InputSize, Profile
 from tilesearch.cli._render import print_buffer, print_models
-from tilesearch.core import ACCEPTED_FORMS, TilesearchError, buffer_report, load_profile, parse_tile
+from tilesearch.core import ACCEPTED_FORMS, TilesearchError, buffer_report, load_profile, parse_input_size, parse_tile
 from tilesearch.zoo import default_input_size, discover_model, matching_names, model_source, se_block_counts
 
 
 def buffer(
     model: Annotated[str, typer.Argument(
         help="Model name: timm (regnety_008), effdet (efficientdet_d2), torchvision/NAME or tilesearch_demo_net.")],
-    input_size: Annotated[Optional[str], typer.Option(
-        "--input-size", help="Square input side in pixels [default: the model's own].")] = None,
+    input_size: InputSize = None,
     tile: Annotated[str, typer.Option("--tile", help=f"Tile for every SE block: {ACCEPTED_FORMS}.")] = "7xW",
     profile: Profile = "ideal",
     as_json: AsJson = False,

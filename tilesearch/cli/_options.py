@@ -22,7 +22,8 @@ Model = Annotated[Optional[str], typer.Option(
     "--model", help="Model name: timm (regnety_002), effdet (efficientdet_d2), torchvision/NAME, or tilesearch_demo_net.")]
 Data = Annotated[Optional[str], typer.Option(
     "--data", help="Images: ImageFolder layout (DIR/CLASS/IMAGE), a flat folder of unlabeled images, "
-                   "or a detector's COCO images folder [default: none; images are synthesised, see --data-source].")]
+                   "a detector's COCO images folder or a segmenter's images (see --masks) "
+                   "[default: none; images are synthesised, see --data-source].")]
 DataSource = Annotated[Optional[str], typer.Option(
     "--data-source", show_default=False,
     help=f"Without --data, how calibration images are synthesised (cached in the run folder): "
@@ -31,6 +32,11 @@ DataSource = Annotated[Optional[str], typer.Option(
 Annotations = Annotated[Optional[str], typer.Option(
     "--annotations", help="Detectors: COCO instances JSON for --data IMAGES_DIR (score: mAP); without it, "
                           "pseudo-mAP against the SE model's detections.")]
+Masks = Annotated[Optional[str], typer.Option(
+    "--masks", help="Segmenters: PNG label maps with the same file stems as the --data images (Cityscapes' gtFine "
+                    "folder as it is: *_gtFine_labelTrainIds.png) (score: mIoU); without it, pseudo-mIoU against the "
+                    "SE model's own argmax.")]
+IgnoreIndex = Annotated[int, typer.Option("--ignore-index", help="Segmenters: the mask label no score counts.")]
 Tile = Annotated[Optional[str], typer.Option("--tile", help=f"One tile for every SE block: {ACCEPTED_FORMS}.")]
 Config = Annotated[Optional[str], typer.Option(
     "--config", help="A tile-config YAML, e.g. runs/STUDY/best.yaml [default: the run's best within budget].")]
@@ -45,9 +51,11 @@ Budget = Annotated[Optional[str], typer.Option(
     "--buffer-budget", help=f"Network buffer limit: {BUDGET_FORMS} [default: none; the demo 50%].")]
 Metric = Annotated[Optional[str], typer.Option(
     "--metric", help=f"Score to optimise: {', '.join(name.replace('_', '-') for name in METRICS)}. agreement "
-                     f"(top-1 agreement with SE), kl (mean KL from SE, minimised), pseudo-map and fidelity (divergence "
-                     f"of the outputs from SE's: logits, or a detector's class and box maps; minimised) need no labels "
-                     f"[default: accuracy; detectors map, or pseudo-map without --annotations; fidelity without --data].",
+                     f"(top-1 agreement with SE), kl (mean KL from SE, minimised), pseudo-map, pseudo-miou and fidelity "
+                     f"(divergence of the outputs from SE's: logits, a detector's class and box maps, a segmenter's "
+                     f"per-pixel class distributions; minimised) need no labels [default: accuracy; detectors map, or "
+                     f"pseudo-map without --annotations; segmenters miou, or pseudo-miou without --masks; fidelity "
+                     f"without --data].",
     show_default=False)]
 Sampler = Annotated[Optional[str], typer.Option(
     "--sampler", show_default=False, help=f"Optuna sampler: {', '.join(SAMPLERS)} [default: nsga2].")]
@@ -75,6 +83,9 @@ Out = Annotated[str, typer.Option("--out", help="Folder that holds the run folde
 TrainData = Annotated[Optional[str], typer.Option(
     "--train-data", help="Training images (ImageFolder with the classes of --data, or a detector's COCO images "
                          "folder): fine-tune the chosen config.")]
+InputSize = Annotated[Optional[str], typer.Option(
+    "--input-size", help="Input size in pixels: N (N x N) or HEIGHTxWIDTH such as 1024x2048 "
+                         "[default: the model's own data config].")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for PyTorch [default: PyTorch's].")]
 
@@ -96,8 +107,7 @@ WEIGHTS = [
 """How the model gets its weights."""
 
 PREPROCESSING = [
-    _option("input_size", Annotated[Optional[str], typer.Option(
-        "--input-size", help="Square input side in pixels [default: the model's own data config].")], None),
+    _option("input_size", InputSize, None),
     _option("crop_pct", Annotated[Optional[float], typer.Option(
         "--crop-pct", help="Center-crop fraction, e.g. 0.875; 1.0 resizes without cropping.")], None),
     _option("interpolation", Annotated[Optional[str], typer.Option(
@@ -124,6 +134,8 @@ COMPUTE = [
 FINETUNING = [
     _option("train_annotations", Annotated[Optional[str], typer.Option(
         "--train-annotations", help="Detectors: COCO instances JSON of the --train-data images.")], None),
+    _option("train_masks", Annotated[Optional[str], typer.Option(
+        "--train-masks", help="Segmenters: the masks of the --train-data images (as --masks).")], None),
     _option("epochs", Annotated[Optional[int], typer.Option(
         "--epochs", help="Fine-tuning epochs over the training subset [default: 5; the demo 10].")], None),
     _option("train_subset", Annotated[Optional[float], typer.Option(

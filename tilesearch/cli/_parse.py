@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from tilesearch.core import TilesearchError
-
-
-def parse_input_size(text: str | None) -> int | None:
-    """``"224"`` -> 224; anything but a positive integer is a user error."""
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise TilesearchError(f"invalid input size {text!r}: expected a positive integer such as 224")
-    return value
+from tilesearch.core import TilesearchError, parse_input_size
 
 
 def parse_triple(text: str | None, label: str) -> tuple[float, float, float] | None:

@@ -128,6 +128,14 @@ def print_eval(model: str, result: dict) -> None:
                       f"{result['pseudo_map']:.4f} on {result['total']} images, buffer {format_count(result['buffer'])} "
                       f"of {format_count(result['se_buffer'])} elements")
         return
+    if "se_miou" in result:
+        labelled = result["miou"] == result["miou"]  # NaN without masks
+        scores = (f"mIoU {100 * result['miou']:.2f}% (SE {100 * result['se_miou']:.2f}%), pixel accuracy "
+                  f"{100 * result['pixel_accuracy']:.2f}%, " if labelled else "")
+        console.print(f"{model}: {scores}pseudo-mIoU vs SE {100 * result['pseudo_miou']:.2f}%, fidelity "
+                      f"{result['fidelity']:.4g} on {result['total']} images, buffer {format_count(result['buffer'])} "
+                      f"of {format_count(result['se_buffer'])} elements")
+        return
     console.print(
         f"{model}: accuracy {100 * result['accuracy']:.2f}% ({result['correct']}/{result['total']}), "
         f"agreement with SE {100 * result['agreement']:.2f}%, SE accuracy {100 * result['se_accuracy']:.2f}%, "

@@ -11,6 +11,8 @@ from tilesearch.cli._options import (
     PREPROCESSING,
     WEIGHTS,
     Annotations,
+    IgnoreIndex,
+    Masks,
     Budget,
     Data,
     DataSource,
@@ -37,7 +39,7 @@ from tilesearch.cli._parse import check_positive, compute_options, model_options
 from tilesearch.cli._render import console, print_finetune, print_plan, print_sensitivity, print_summary
 from tilesearch.core import CLASSIFIER, TilesearchError, get_metric, load_profile
 from tilesearch.data import image_folder
-from tilesearch.demo import DEMO_FINETUNE, demo_data, demo_settings
+from tilesearch.demo import DEFAULT_DEMO, DEMOS, get_demo
 from tilesearch.deploy import FINETUNE_DEFAULTS, check_finetune_args, check_train_data, finetune
 from tilesearch.search import (
     RunResult,
@@ -77,8 +79,8 @@ def finish(result: RunResult) -> None:
 
 
 # Options the offline demo cannot honour: it runs its own network on its own images.
-NOT_FOR_THE_DEMO = ("holdout", "annotations", "data_source", "checkpoint", "random_weights", "num_classes", "input_size",
-                    "crop_pct", "interpolation", "mean", "std", "train_annotations")
+NOT_FOR_THE_DEMO = ("holdout", "annotations", "masks", "data_source", "checkpoint", "random_weights", "num_classes", "input_size",
+                    "crop_pct", "interpolation", "mean", "std", "train_annotations", "train_masks")
 
 
 def _given(**values) -> dict:
@@ -94,6 +96,8 @@ def run(
     holdout: Annotated[Optional[str], typer.Option(
         "--holdout", help="Images for the final report [default: the images --val-subset leaves out].")] = None,
     annotations: Annotations = None,
+    masks: Masks = None,
+    ignore_index: IgnoreIndex = 255,
     val_subset: ValSubset = None,
     space: Space = None,
     profile: Profile = None,
@@ -109,49 +113,58 @@ def run(
     workers: Workers = 1,
     out: Out = "runs",
     train_data: TrainData = None,
+    demo: Annotated[Optional[str], typer.Option(
+        "--demo", show_default=False,
+        help=f"With no --model, which offline demo runs: {', '.join(DEMOS)} (an LR-ASPP segmenter whose head's "
+             f"global-pool branch is searched with its SE blocks, scored by mIoU) [default: {DEFAULT_DEMO}].")] = None,
     **options,
 ) -> None:
     """Search per-block tiles: the score up, the buffer down, within a budget.
 
     With --model and no --data, images are synthesised for the model (--data-source) and
-    configs are scored label-free against the SE network. With no --model it runs the
-    offline demo: a synthetic data set and a small SE network that ship with tilesearch,
-    searched (budget 50% of SE, 400 images) and then fine-tuned; the search options given
+    configs are scored label-free against the SE network. With no --model it runs an
+    offline demo (--demo): a synthetic data set and a small SE network that ship with
+    tilesearch, searched (budget 50% of SE) and then fine-tuned; the search options given
     here apply to it too.
     """
     if model is None and data is not None:
         raise TilesearchError("--data needs --model, the network to search; give neither for the offline demo")
+    if model is not None and demo is not None:
+        raise TilesearchError(f"--demo {demo} runs a demo network: give --model or --demo, not both")
     check_trial_budget(n_trials, timeout)
     search_options = _given(val_subset=val_subset, space=space, profile=profile, budget=buffer_budget, sampler=sampler,
                             metric=metric, strategy=strategy, seed=seed)
     finetune_args = _given(**{key: options[key] for key in ("epochs", "train_subset", "lr")})
     if model is None:
-        given = {**options, "holdout": holdout, "annotations": annotations, "data_source": data_source,
+        given = {**options, "holdout": holdout, "annotations": annotations, "masks": masks, "data_source": data_source,
                  "random_weights": not options["pretrained"]}
         typed = [key for key in NOT_FOR_THE_DEMO if given[key]]
         if typed:
             flag = "--" + typed[0].replace("_", "-")
             raise TilesearchError(f"the offline demo runs its own network on its own images, so {flag} does not apply: "
                                   f"give --model and --data to search your own network")
-        settings = demo_settings(Path(out), **search_options, **compute_options(options))
-        finetune_args = {**DEMO_FINETUNE, **finetune_args}
+        chosen = get_demo(demo or DEFAULT_DEMO)
+        settings = chosen.settings(Path(out), **search_options, **compute_options(options))
+        finetune_args = {**chosen.finetune, **finetune_args}
     else:
         settings = RunSettings(model=model, data=data, data_source=data_source, holdout=holdout, annotations=annotations,
-                               **search_options, **compute_options(options), **model_options(options))
+                               masks=masks, ignore_index=ignore_index, **search_options, **compute_options(options), **model_options(options))
     print_plan(plan_search(settings))  # checks every setting before anything is loaded or written
     if train_data is not None or model is None:
         check_finetune_args(**{**FINETUNE_DEFAULTS, **finetune_args}, batch_size=64)
     if model is None:
-        train_data = str(demo_data(Path(out), "train"))
-        demo_data(Path(out), "val")
+        train = chosen.data(Path(out), "train")
+        train_data, options["train_masks"] = str(train.images), train.masks and str(train.masks)
+        chosen.data(Path(out), "val")
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1,
                             memory_check=not options["skip_memory_check"])
     if train_data is not None:  # fails before the search, not after it
-        check_train_data(search, train_data, options["train_annotations"])
+        check_train_data(search, train_data, options["train_annotations"] or options["train_masks"])
     result = run_search(search, n_trials=n_trials, timeout=timeout, workers=workers)
     finish(result)
     if train_data is not None:
-        metrics = finetune(result.run_dir, train_data, train_annotations=options["train_annotations"], **finetune_args)
+        metrics = finetune(result.run_dir, train_data, train_annotations=options["train_annotations"],
+                           train_masks=options["train_masks"], **finetune_args)
         print_finetune(metrics, result.run_dir)
 
 
@@ -246,7 +259,10 @@ def pareto(run_dir: RunDir) -> None:
 @with_options(WEIGHTS, PREPROCESSING, COMPUTE)
 def sensitivity(
     model: Annotated[str, typer.Option("--model", help="Model name, as for `tilesearch run`.")],
-    data: Annotated[str, typer.Option("--data", help="Images: ImageFolder layout, or a flat folder of unlabeled images.")],
+    data: Annotated[str, typer.Option("--data", help="Images: ImageFolder layout, a flat folder of unlabeled images, "
+                                                      "or a segmenter's images (see --masks).")],
+    masks: Masks = None,
+    ignore_index: IgnoreIndex = 255,
     val_subset: Annotated[int, typer.Option("--val-subset", help="Images to scan on (stratified, seeded).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subset.")] = 0,
     space: Space = "default",
@@ -256,13 +272,16 @@ def sensitivity(
     **options,
 ) -> None:
     """One-block-at-a-time drops of every tile choice (prefix-cached); writes sensitivity.csv and .png."""
-    if task_of(model).name != CLASSIFIER:
-        raise TilesearchError(f"the sensitivity scan is for classifiers for now, not the detector {model!r}")
-    metric = "accuracy" if image_folder(data).classes else "agreement"
+    task = task_of(model)
+    if not task.supports_surrogate:
+        raise TilesearchError(f"the sensitivity scan is for classifiers and segmenters, not the {task.name} {model!r}")
+    metric = None  # the task's default: mIoU with masks, pseudo-mIoU without
+    if task.name == CLASSIFIER:
+        metric = "accuracy" if image_folder(data).classes else "agreement"
     settings = RunSettings(
-        model=model, data=data, val_subset=val_subset, seed=seed, space=space, profile=profile, metric=metric,
-        **compute_options(options), **model_options(options),
+        model=model, data=data, masks=masks, ignore_index=ignore_index, val_subset=val_subset, seed=seed, space=space,
+        profile=profile, metric=metric, **compute_options(options), **model_options(options),
     )
     search = prepare_search(settings, out_dir=out, study_name=study_name, memory_check=not options["skip_memory_check"])
-    print_sensitivity(model, sensitivity_for(search), get_metric(metric))
+    print_sensitivity(model, sensitivity_for(search), search.metric)
     console.print(f"written: {search.run_dir / 'sensitivity.csv'}, {search.run_dir / 'sensitivity.png'}")

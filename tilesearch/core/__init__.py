@@ -22,7 +22,8 @@ from tilesearch.core._cost import (
 )
 from tilesearch.core._errors import DataError, StudyError, TilesearchError, TilesearchWarning, UnknownNameError, first_line
 from tilesearch.core._files import atomic_path, staged_files, write_text_atomically
-from tilesearch.core._metrics import CLASSIFIER, DETECTOR, METRICS, Metric, get_metric, metrics_for
+from tilesearch.core._metrics import CLASSIFIER, DETECTOR, METRICS, SEGMENTER, Metric, get_metric, metrics_for
+from tilesearch.core._sizes import InputSize, format_input_size, parse_input_size
 from tilesearch.core._spaces import GROUPINGS, Param, SearchSpace, available_spaces, distinct_choices, load_space
 from tilesearch.core._tiles import ACCEPTED_FORMS, GAP, TileChoice, TileConfig, TileSpec, parse_tile, tile_config
 from tilesearch.core._yaml import parse_yaml, read_yaml
@@ -36,10 +37,12 @@ __all__ = [
     "GROUPINGS",
     "METRICS",
     "SCHEMA",
+    "SEGMENTER",
     "BlockCost",
     "BufferReport",
     "DataError",
     "HardwareProfile",
+    "InputSize",
     "Metric",
     "Param",
     "SEBlock",
@@ -60,6 +63,7 @@ __all__ = [
     "distinct_choices",
     "first_line",
     "format_count",
+    "format_input_size",
     "get_metric",
     "is_share",
     "load_config",
@@ -67,6 +71,7 @@ __all__ = [
     "load_space",
     "metrics_for",
     "parse_budget",
+    "parse_input_size",
     "parse_share",
     "parse_tile",
     "parse_yaml",

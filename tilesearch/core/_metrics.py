@@ -13,6 +13,7 @@ from tilesearch.core._errors import UnknownNameError
 
 CLASSIFIER = "classifier"
 DETECTOR = "detector"
+SEGMENTER = "segmenter"
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Metric:
     direction: str  # "maximize" or "minimize", as Optuna spells it
     label: str
     unit: str  # "%" for fractions shown as percentages, else the unit of the raw value
-    tasks: tuple[str, ...]  # CLASSIFIER, DETECTOR
+    tasks: tuple[str, ...]  # CLASSIFIER, DETECTOR, SEGMENTER
     needs_labels: bool = False
 
     @property
@@ -65,14 +66,17 @@ METRICS: dict[str, Metric] = {
         Metric("kl", "minimize", "mean KL divergence from SE", "nats", (CLASSIFIER,)),
         Metric("map", "maximize", "COCO mAP@[.5:.95]", "%", (DETECTOR,), needs_labels=True),
         Metric("pseudo_map", "maximize", "mAP against the SE model's detections", "%", (DETECTOR,)),
+        Metric("miou", "maximize", "mean IoU over classes", "%", (SEGMENTER,), needs_labels=True),
+        Metric("pixel_accuracy", "maximize", "pixel accuracy", "%", (SEGMENTER,), needs_labels=True),
+        Metric("pseudo_miou", "maximize", "mIoU against the SE model's argmax", "%", (SEGMENTER,)),
         # Any network, any images: how far the tiled network's outputs moved from SE's (see scoring.fidelity).
-        Metric("fidelity", "minimize", "divergence of the outputs from SE", "nats", (CLASSIFIER, DETECTOR)),
+        Metric("fidelity", "minimize", "divergence of the outputs from SE", "nats", (CLASSIFIER, DETECTOR, SEGMENTER)),
     )
 }
 
 
 def metrics_for(task: str) -> list[str]:
-    """Names of the metrics of a task (``classifier`` or ``detector``)."""
+    """Names of the metrics of a task (``classifier``, ``detector`` or ``segmenter``)."""
     return [name for name, metric in METRICS.items() if task in metric.tasks]
 
 

@@ -1,4 +1,4 @@
-"""The one training augmentation: horizontal flips, of images and of their boxes."""
+"""The one training augmentation: horizontal flips, of images and of their boxes or label maps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from torch import Tensor
 def flip_images(pixels: Tensor, flip: Tensor, dim: int = -1) -> Tensor:
     """Mirror the images (N, C, H, W) whose ``flip`` (N,) is true: left-right, or top-bottom with ``dim=-2``."""
     return torch.where(flip.to(pixels.device)[:, None, None, None], pixels.flip(dim), pixels)
+
+
+def flip_masks(masks: Tensor, flip: Tensor, dim: int = -1) -> Tensor:
+    """Mirror the label maps (N, H, W) whose ``flip`` (N,) is true, as :func:`flip_images` mirrors their images."""
+    return torch.where(flip.to(masks.device)[:, None, None], masks.flip(dim), masks)
 
 
 def flip_boxes(boxes: Tensor, flip: Tensor, width: int) -> Tensor:

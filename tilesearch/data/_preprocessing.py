@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from tilesearch.core import TilesearchError
+from tilesearch.core import TilesearchError, parse_input_size
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 
@@ -45,7 +45,7 @@ class Preprocessing:
 
 def resolve_preprocessing(
     model: nn.Module,
-    input_size: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
     crop_pct: float | None = None,
     interpolation: str | None = None,
     mean: Triple | None = None,
@@ -62,7 +62,7 @@ def resolve_preprocessing(
         if value is not None and (len(value) != 3 or (label == "std" and min(value) <= 0)):
             raise TilesearchError(f"invalid {label} {value}: expected three numbers such as 0.485 0.456 0.406")
     overrides = {
-        "input_size": None if input_size is None else (3, input_size, input_size),
+        "input_size": None if input_size is None else (3, *parse_input_size(input_size)),
         "crop_pct": crop_pct,
         "interpolation": interpolation,
         "mean": mean,

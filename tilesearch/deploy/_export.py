@@ -28,16 +28,30 @@ from tilesearch.core import (
 from tilesearch.deploy._choice import choose_config
 from tilesearch.deploy._finetune import finetuned_weights, report_scorer, save_weights
 from tilesearch.nn import apply_tiles
+from tilesearch.scoring import segmentation_logits
 from tilesearch.search import blocks_from_run, prepare_resume, read_run_file
 from tilesearch.zoo import load_checkpoint
 
 FORMATS = ("yaml", "safetensors", "onnx")
 
 
+class _Logits(nn.Module):
+    """A segmenter up to its logits: torchvision's ``{"out": logits, "aux": ...}`` as the logits alone."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return segmentation_logits(self.model(x))
+
+
 def _flat_outputs(outputs) -> list[torch.Tensor]:
-    """A classifier's logits, or an effdet model's (class maps, box maps) per pyramid level, as a flat list."""
+    """A classifier's logits, a segmenter's, or an effdet model's (class maps, box maps) per pyramid level, as a flat list."""
     if isinstance(outputs, torch.Tensor):
         return [outputs]
+    if isinstance(outputs, dict):
+        return [segmentation_logits(outputs)]
     return [tensor for group in outputs for tensor in _flat_outputs(group)]
 
 
@@ -54,10 +68,14 @@ def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int], opset
     """The tiled model as ONNX with a static 1x3xHxW input (dataflow compilers want static shapes).
 
     A detector is exported without its box decoding and NMS (effdet's ``DetBenchPredict``), which
-    run on the host: one class map and one box map per pyramid level.
+    run on the host: one class map and one box map per pyramid level. A segmenter that returns a
+    dict is exported up to its logits (``out``), without auxiliary heads.
     """
     example = torch.zeros(1, 3, *input_size)
     model.eval()
+    with torch.inference_mode():
+        if isinstance(model(example), dict):
+            model = _Logits(model).eval()  # the exporter runs a module in its own mode: a new one trains
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python ints in the tile arithmetic
         torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=False,

@@ -32,20 +32,23 @@ def finetune(
     batch_size: int = 64,
     seed: int = 0,
     train_annotations: str | Path | None = None,
+    train_masks: str | Path | None = None,
 ) -> dict:
     """Fine-tune the chosen config; writes ``final/`` (model.safetensors, config.yaml, metrics.json).
 
     Classifiers train on an ImageFolder (``train_data``), detectors on COCO data
-    (``train_data`` images and ``train_annotations``). Scores before and after
-    are the run's report metric (accuracy, or mAP) on held-out images.
+    (``train_data`` images and ``train_annotations``), segmenters on images and
+    ``train_masks``. Scores before and after are the run's report metric
+    (accuracy, mAP or mIoU) on held-out images.
     """
     check_finetune_args(epochs, lr, batch_size, train_subset)
     choice = choose_config(run_dir, trial, config)
     search = prepare_resume(run_dir)
-    check_train_data(search, train_data, train_annotations)
+    train_labels = train_annotations if train_annotations is not None else train_masks
+    check_train_data(search, train_data, train_labels)
     scorer = report_scorer(search)
     model, metric = scorer.model, search.report_metric
-    count, loss_of = training_for(search).prepare(search, model, train_data, train_annotations, train_subset, seed,
+    count, loss_of = training_for(search).prepare(search, model, train_data, train_labels, train_subset, seed,
                                                   scorer.device)
     se = scorer.score(GAP)  # before training: the SE references come from the original weights
     before = scorer.score(choice.tiles)

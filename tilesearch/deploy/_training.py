@@ -16,20 +16,23 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from tilesearch.core import CLASSIFIER, DETECTOR, DataError, TilesearchError
+from tilesearch.core import CLASSIFIER, DETECTOR, SEGMENTER, DataError, TilesearchError
 from tilesearch.data import (
     DetectionImages,
     decode_detection_images,
     decode_images,
+    decode_segmentation,
     detection_targets,
     flip_boxes,
     flip_images,
+    flip_masks,
     image_folder,
     load_coco,
     random_subset,
+    segmentation_pairs,
     stratified_split,
 )
-from tilesearch.scoring import model_num_classes
+from tilesearch.scoring import model_num_classes, segmentation_logits, segmenter_classes
 from tilesearch.search import Search
 
 FINETUNE_DEFAULTS = {"epochs": 5, "train_subset": 0.1, "lr": 0.01}
@@ -60,11 +63,13 @@ def _subset_size(train_subset: float, total: int) -> int:
 class Training:
     """How one task fine-tunes; subclasses fill in the two methods."""
 
-    def check_data(self, search: Search, train_data: str | Path, train_annotations: str | Path | None) -> None:
-        """Training data of the wrong kind fails before a search or fine-tune starts."""
+    def check_data(self, search: Search, train_data: str | Path, train_labels: str | Path | None) -> None:
+        """Training data of the wrong kind fails before a search or fine-tune starts.
+
+        ``train_labels`` is a detector's COCO instances JSON or a segmenter's masks folder."""
         raise NotImplementedError
 
-    def prepare(self, search: Search, model: nn.Module, train_data: str | Path, train_annotations: str | Path | None,
+    def prepare(self, search: Search, model: nn.Module, train_data: str | Path, train_labels: str | Path | None,
                 train_subset: float, seed: int, device: torch.device) -> tuple[int, LossOf]:
         """(number of training items, loss_of) on the decoded training subset."""
         raise NotImplementedError
@@ -73,12 +78,13 @@ class Training:
 class ClassifierTraining(Training):
     """Cross-entropy on an ImageFolder with the validation data's classes."""
 
-    def check_data(self, search, train_data, train_annotations) -> None:
-        if train_annotations is not None:
-            raise TilesearchError(f"--train-annotations is for detectors (effdet models), not {search.settings.model!r}")
+    def check_data(self, search, train_data, train_labels) -> None:
+        if train_labels is not None:
+            raise TilesearchError(f"--train-annotations and --train-masks are for detectors and segmenters, not the "
+                                  f"classifier {search.settings.model!r}")
         image_folder(train_data)
 
-    def prepare(self, search, model, train_data, train_annotations, train_subset, seed, device):
+    def prepare(self, search, model, train_data, train_labels, train_subset, seed, device):
         dataset = image_folder(train_data)
         validation = search.settings.holdout or search.settings.data
         val_classes = image_folder(validation).classes if validation is not None else None
@@ -107,15 +113,15 @@ class ClassifierTraining(Training):
 class DetectorTraining(Training):
     """effdet's training bench (anchor labels, focal and box loss) on COCO data, boxes mirrored with the flips."""
 
-    def check_data(self, search, train_data, train_annotations) -> None:
-        if train_annotations is None:
+    def check_data(self, search, train_data, train_labels) -> None:
+        if train_labels is None:
             raise TilesearchError(
                 "a detector fine-tunes on COCO data: give --train-annotations instances.json with --train-data IMAGES_DIR"
             )
-        load_coco(train_data, train_annotations)
+        load_coco(train_data, train_labels)
 
-    def prepare(self, search, model, train_data, train_annotations, train_subset, seed, device):
-        coco = load_coco(train_data, train_annotations)
+    def prepare(self, search, model, train_data, train_labels, train_subset, seed, device):
+        coco = load_coco(train_data, train_labels)
         ids = random_subset(list(coco.imgs), _subset_size(train_subset, len(coco.imgs)), seed)
         classes = model.config.num_classes
         beyond = sorted({a["category_id"] for a in coco.dataset["annotations"] if not 1 <= a["category_id"] <= classes})
@@ -144,16 +150,54 @@ def detection_loss(model: nn.Module, images: DetectionImages, boxes: Tensor, cla
     return loss_of
 
 
-TRAININGS: dict[str, Training] = {CLASSIFIER: ClassifierTraining(), DETECTOR: DetectorTraining()}
+class SegmenterTraining(Training):
+    """Per-pixel cross-entropy (the ignore index skipped) on images and masks, each mask flipped with its image."""
+
+    def check_data(self, search, train_data, train_labels) -> None:
+        if train_labels is None:
+            raise TilesearchError("a segmenter fine-tunes on images and their masks: give --train-masks MASKS_DIR "
+                                  "with --train-data IMAGES_DIR")
+        segmentation_pairs(train_data, train_labels)
+
+    def prepare(self, search, model, train_data, train_labels, train_subset, seed, device):
+        pairs = segmentation_pairs(train_data, train_labels)
+        ids = random_subset(list(range(len(pairs))), _subset_size(train_subset, len(pairs)), seed)
+        settings = search.settings
+        images = decode_segmentation([pairs[i] for i in ids], search.preprocessing.input_size,
+                                     cache_dir=search.run_dir / "cache", description="decoding training images",
+                                     ignore_index=settings.ignore_index,
+                                     num_classes=segmenter_classes(model, search.preprocessing.input_size),
+                                     strict=settings.strict_data)
+        return len(images), segmentation_loss(model, images.pixels, images.masks, search.preprocessing.normalize,
+                                              settings.ignore_index, device)
+
+
+def segmentation_loss(model: nn.Module, pixels: Tensor, masks: Tensor, normalize: Callable[[Tensor], Tensor],
+                      ignore_index: int, device: torch.device) -> LossOf:
+    """Cross-entropy of the logits (upsampled to the masks' size if smaller) against the masks, flips applied to both."""
+
+    def loss_of(index: Tensor, flip: Tensor) -> Tensor:
+        logits = segmentation_logits(model(normalize(flip_images(pixels[index], flip).to(device))))
+        target = flip_masks(masks[index], flip).to(device).long()
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = nn.functional.interpolate(logits, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=False)
+        return nn.functional.cross_entropy(logits, target, ignore_index=ignore_index)
+
+    return loss_of
+
+
+TRAININGS: dict[str, Training] = {
+    CLASSIFIER: ClassifierTraining(), DETECTOR: DetectorTraining(), SEGMENTER: SegmenterTraining()
+}
 
 
 def training_for(search: Search) -> Training:
     return TRAININGS[search.task.name]
 
 
-def check_train_data(search: Search, train_data: str | Path, train_annotations: str | Path | None = None) -> None:
+def check_train_data(search: Search, train_data: str | Path, train_labels: str | Path | None = None) -> None:
     """Training data of the wrong kind for the run's model fails before a search or fine-tune starts."""
-    training_for(search).check_data(search, train_data, train_annotations)
+    training_for(search).check_data(search, train_data, train_labels)
 
 
 def _freeze_norm_statistics(model: nn.Module) -> None:

@@ -1,4 +1,4 @@
-"""Zero-shot scores of tile configs: classifiers and detectors, the one-block sensitivity scan.
+"""Zero-shot scores of tile configs: classifiers, detectors and segmenters, the one-block sensitivity scan.
 
 Vosco et al. (section 4.3, Table 2, "TSE^aw") assign a trained network's SE
 weights to TSE unchanged and measure what is lost; a scorer holds one model,
@@ -15,8 +15,25 @@ from tilesearch.scoring._detector import (
     pseudo_ground_truth,
 )
 from tilesearch.scoring._device import available_memory, check_memory, memory_estimate, resolve_device
-from tilesearch.scoring._evaluate import DETECTOR_MEAN, DETECTOR_STD, evaluate_config, evaluate_detection
+from tilesearch.scoring._evaluate import (
+    DETECTOR_MEAN,
+    DETECTOR_STD,
+    evaluate_config,
+    evaluate_detection,
+    evaluate_segmentation,
+)
 from tilesearch.scoring._heatmap import save_heatmap
+from tilesearch.scoring._segmenter import (
+    segmentation_batch_size,
+    segmenter_classes,
+    segmenter_normalisation,
+    SegmentationScore,
+    SegmentationScorer,
+    confusion_matrix,
+    miou,
+    pixel_accuracy,
+    segmentation_logits,
+)
 from tilesearch.scoring._sensitivity import PrefixCache, SensitivityRow, scan
 
 __all__ = [
@@ -27,19 +44,29 @@ __all__ = [
     "PrefixCache",
     "Score",
     "Scorer",
+    "SegmentationScore",
+    "SegmentationScorer",
     "SensitivityRow",
     "available_memory",
     "check_memory",
     "coco_map",
+    "confusion_matrix",
     "detection_divergence",
     "evaluate_config",
     "evaluate_detection",
+    "evaluate_segmentation",
     "flatten_maps",
     "kl_divergence",
     "memory_estimate",
+    "miou",
     "model_num_classes",
+    "pixel_accuracy",
     "pseudo_ground_truth",
     "resolve_device",
     "save_heatmap",
+    "segmentation_batch_size",
+    "segmenter_classes",
+    "segmenter_normalisation",
     "scan",
+    "segmentation_logits",
 ]

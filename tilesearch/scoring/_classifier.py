@@ -63,6 +63,24 @@ def model_num_classes(model: nn.Module) -> int | None:
     return heads[-1].out_features if heads else None
 
 
+class ClassifierTally:
+    """A classifier's scan scores of one config: accuracy, agreement with SE and KL from SE (= fidelity)."""
+
+    def __init__(self) -> None:
+        self.correct, self.agree, self.kl, self.count = 0, 0, 0.0, 0
+
+    def add(self, reference: Tensor, logits: Tensor, labels: Tensor) -> None:
+        top1 = logits.argmax(1)
+        self.correct += int((top1 == labels).sum())
+        self.agree += int((top1 == reference.argmax(1)).sum())
+        self.kl += float(kl_divergence(reference, logits).sum())
+        self.count += len(top1)
+
+    def values(self) -> dict[str, float]:
+        kl = self.kl / self.count
+        return {"accuracy": self.correct / self.count, "agreement": self.agree / self.count, "kl": kl, "fidelity": kl}
+
+
 class Scorer:
     """Scores tile configs of one classifier on one decoded image set."""
 
@@ -117,6 +135,8 @@ class Scorer:
     def predictions(self, tiles: TileChoice | TileConfig) -> Tensor:
         return self.logits(tiles).argmax(dim=1)
 
+    tally = ClassifierTally  # what the sensitivity scan accumulates per config
+
     def score(self, tiles: TileChoice | TileConfig) -> Score:
         config = tile_config(self.block_names, tiles)
         logits = self.se_logits if all(tile.is_gap for tile in config.values()) else self.logits(config)
@@ -126,3 +146,4 @@ class Scorer:
         total = len(self.images)
         kl = float(kl_divergence(self.se_logits, logits).mean())
         return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total, kl=kl)
+

@@ -8,19 +8,39 @@ from timm.data import IMAGENET_DEFAULT_MEAN as DETECTOR_MEAN
 from timm.data import IMAGENET_DEFAULT_STD as DETECTOR_STD
 from torch import nn
 
-from tilesearch.core import DETECTOR, GAP, BufferReport, TileChoice, TileConfig, TilesearchError, buffer_report, tile_config
+from tilesearch.core import (
+    DETECTOR,
+    GAP,
+    SEGMENTER,
+    BufferReport,
+    TileChoice,
+    TileConfig,
+    TilesearchError,
+    buffer_report,
+    parse_input_size,
+    tile_config,
+)
 from tilesearch.data import (
     decode_detection_images,
     decode_images,
+    decode_segmentation,
     image_folder,
     load_coco,
+    random_subset,
     resolve_preprocessing,
+    segmentation_pairs,
     stratified_split,
 )
 from tilesearch.nn import discover_se_blocks, find_se_modules
 from tilesearch.scoring._classifier import Scorer
 from tilesearch.scoring._detector import DetectionScorer
 from tilesearch.scoring._device import check_memory
+from tilesearch.scoring._segmenter import (
+    SegmentationScorer,
+    segmentation_batch_size,
+    segmenter_classes,
+    segmenter_normalisation,
+)
 from tilesearch.zoo import default_input_size, load_model, model_source
 
 
@@ -49,7 +69,7 @@ def evaluate_config(
     checkpoint: str | None = None,
     random_weights: bool = False,
     num_classes: int | None = None,
-    input_size: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
     crop_pct: float | None = None,
     interpolation: str | None = None,
     mean: tuple[float, float, float] | None = None,
@@ -87,7 +107,7 @@ def evaluate_detection(
     checkpoint: str | None = None,
     random_weights: bool = False,
     num_classes: int | None = None,
-    input_size: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
     limit: int | None = None,
     pseudo_threshold: float = 0.3,
     profile: str = "ideal",
@@ -102,7 +122,7 @@ def evaluate_detection(
     if annotations is None:
         raise TilesearchError("give --annotations instances.json (COCO format) with a detector's --data IMAGES_DIR")
     coco = load_coco(images_dir, annotations)
-    size = (input_size, input_size) if input_size else default_input_size(model_name)
+    size = parse_input_size(input_size) or default_input_size(model_name)
     model = load_model(model_name, checkpoint=checkpoint, random_weights=random_weights, num_classes=num_classes,
                        input_size=size)
     config, report = _config_and_cost(model, tiles, size, profile)
@@ -116,3 +136,45 @@ def evaluate_detection(
     fields = _cost_fields(config, report)
     return {**scorer.score(config).to_dict(), "se_map": se.map, **{k: fields[k] for k in ("buffer", "se_buffer", "tiles")},
             "skipped": images.skipped}
+
+
+def evaluate_segmentation(
+    model_name: str,
+    images_dir: str | Path,
+    tiles: TileChoice | TileConfig,
+    masks: str | Path | None = None,
+    *,
+    checkpoint: str | None = None,
+    random_weights: bool = False,
+    num_classes: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
+    ignore_index: int = 255,
+    limit: int | None = None,
+    seed: int = 0,
+    profile: str = "ideal",
+    batch_size: int = 256,
+    device: str | None = None,
+    memory_check: bool = True,
+    strict_data: bool = False,
+) -> dict:
+    """Score one config of a segmenter: mIoU and pixel accuracy against ``masks``, pseudo-mIoU and fidelity vs SE."""
+    if model_source(model_name).task != SEGMENTER:
+        raise TilesearchError(f"--masks is for segmenters (lraspp_mobilenet_v3_large, ...), not {model_name!r}")
+    pairs = segmentation_pairs(images_dir, masks)
+    size = parse_input_size(input_size) or default_input_size(model_name)
+    model = load_model(model_name, checkpoint=checkpoint, random_weights=random_weights, num_classes=num_classes,
+                       input_size=size)
+    config, report = _config_and_cost(model, tiles, size, profile)
+    chosen = random_subset(list(range(len(pairs))), limit or len(pairs), seed)
+    batch_size = segmentation_batch_size(batch_size, size)
+    if memory_check:
+        check_memory(model, size, batch_size, len(chosen), device)
+    images = decode_segmentation([pairs[i] for i in chosen], size, ignore_index=ignore_index,
+                                 num_classes=segmenter_classes(model, size), strict=strict_data)
+    scorer = SegmentationScorer(model, images, *segmenter_normalisation(model, mean, std), batch_size=batch_size,
+                                device=device, num_classes=images.num_classes, ignore_index=ignore_index)
+    se = scorer.score(GAP)
+    return {**scorer.score(config).to_dict(), "se_miou": se.miou, "se_pixel_accuracy": se.pixel_accuracy,
+            **_cost_fields(config, report), "skipped": images.skipped}

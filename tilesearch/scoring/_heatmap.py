@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tilesearch.core import atomic_path
+from tilesearch.core import METRICS, atomic_path
 from tilesearch.scoring._sensitivity import SensitivityRow
 
 
@@ -13,9 +13,9 @@ def save_heatmap(rows: list[SensitivityRow], path: Path, value: str = "drop", ti
     import pandas as pd
     from matplotlib.figure import Figure
 
-    frame = pd.DataFrame([r.__dict__ for r in rows]).pivot(index="block", columns="tile", values=value)
+    frame = pd.DataFrame([r.to_dict() for r in rows]).pivot(index="block", columns="tile", values=value)
     frame = frame.loc[list(dict.fromkeys(r.block for r in rows)), list(dict.fromkeys(r.tile for r in rows))]
-    scale = 100 if value in ("drop", "accuracy", "agreement") else 1
+    scale = 100 if value == "drop" or (value in METRICS and METRICS[value].unit == "%") else 1
     fig = Figure(figsize=(1.0 + 0.7 * frame.shape[1], 1.0 + 0.32 * frame.shape[0]), dpi=110)
     ax = fig.subplots()
     image = ax.imshow(frame.values * scale, aspect="auto", cmap="magma_r")

@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from tilesearch.core import GAP, TileSpec
 from tilesearch.nn import apply_tiles, find_se_modules
-from tilesearch.scoring._classifier import kl_divergence
+from tilesearch.scoring._classifier import ClassifierTally
 
 
 def _clone(value):
@@ -161,16 +162,35 @@ class PrefixCache:
 
 @dataclass(frozen=True)
 class SensitivityRow:
+    """The scores of one (block, tile) with every other block GAP; ``row.NAME`` reads ``scores[NAME]``."""
+
     block: str
     tile: str
-    accuracy: float
-    agreement: float
-    kl: float
-    drop: float
+    scores: dict[str, float]  # every score the task measures (accuracy, agreement, kl, fidelity; miou, ...)
+    drop: float  # how far the task's headline score (its first: accuracy, mIoU) fell from SE's
 
-    @property
-    def fidelity(self) -> float:
-        return self.kl
+    def __getattr__(self, name: str) -> float:
+        scores = self.__dict__.get("scores", {})
+        if name not in scores:
+            raise AttributeError(f"{type(self).__name__} has no score {name!r}")
+        return scores[name]
+
+    def to_dict(self) -> dict:
+        """One flat row, as ``sensitivity.csv`` keeps it."""
+        return {"block": self.block, "tile": self.tile, **self.scores, "drop": self.drop}
+
+    @classmethod
+    def from_dict(cls, row: dict) -> SensitivityRow:
+        scores = {key: float(value) for key, value in row.items() if key not in ("block", "tile", "drop")}
+        return cls(str(row["block"]), str(row["tile"]), scores, float(row["drop"]))
+
+
+class Tally(Protocol):
+    """A task's running scores of one config over the batches, against the SE outputs of the same batches."""
+
+    def add(self, reference, output, targets) -> None: ...
+
+    def values(self) -> dict[str, float]: ...
 
 
 @torch.inference_mode()
@@ -180,44 +200,37 @@ def scan(
     choices: dict[str, list[TileSpec]],
     use_prefix_cache: bool = True,
     progress: Callable[[int], None] | None = None,
+    tally: Callable[[], Tally] = ClassifierTally,
 ) -> list[SensitivityRow]:
     """One-block-at-a-time zero-shot scores of every (block, choice), all other blocks GAP.
 
-    ``batches()`` yields (normalised inputs, labels) on the model's device;
-    ``choices`` maps block name -> tiles to try (GAP is the reference).
+    ``batches()`` yields (normalised inputs, targets) on the model's device; ``choices`` maps
+    block name -> tiles to try (GAP is the reference); ``tally()`` accumulates the task's
+    scores of one config (a classifier's by default; a scorer's ``tally`` for its task).
     """
     apply_tiles(model, GAP)
     cache = PrefixCache(model)
-    totals: dict[tuple[str, str], list[float]] = {}
-    se_correct, count = 0, 0
-    for inputs, labels in batches():
+    tallies: dict[tuple[str, str], Tally] = {}
+    se = tally()
+    for inputs, targets in batches():
         reference = cache.record(inputs)
-        se_top1 = reference.argmax(1)
-        se_correct += int((se_top1 == labels).sum())
-        count += len(labels)
+        se.add(reference, reference, targets)
         for block, tiles in choices.items():
             module = model.get_submodule(block)
             for tile in tiles:
                 if tile.is_gap:
                     continue
                 module.tile = tile
-                logits = cache.run_from(block, inputs) if use_prefix_cache else model(inputs)
-                top1 = logits.argmax(1)
-                sums = totals.setdefault((block, str(tile)), [0.0, 0.0, 0.0])
-                sums[0] += int((top1 == labels).sum())
-                sums[1] += int((top1 == se_top1).sum())
-                sums[2] += float(kl_divergence(reference, logits).sum())
+                output = cache.run_from(block, inputs) if use_prefix_cache else model(inputs)
+                tallies.setdefault((block, str(tile)), tally()).add(reference, output, targets)
                 if progress:
                     progress(1)
             module.tile = GAP
-    se_accuracy = se_correct / count
+    se_scores = se.values()
+    headline = next(iter(se_scores))
     rows = []
     for block, tiles in choices.items():
         for tile in tiles:
-            if tile.is_gap:
-                rows.append(SensitivityRow(block, str(tile), se_accuracy, 1.0, 0.0, 0.0))
-            else:
-                correct, agree, kl = totals[(block, str(tile))]
-                rows.append(SensitivityRow(block, str(tile), correct / count, agree / count, kl / count,
-                                           se_accuracy - correct / count))
+            scores = se_scores if tile.is_gap else tallies[(block, str(tile))].values()
+            rows.append(SensitivityRow(block, str(tile), scores, se_scores[headline] - scores[headline] + 0.0))
     return rows

@@ -17,6 +17,7 @@ import optuna
 from tilesearch.core import (
     GAP,
     HardwareProfile,
+    METRICS,
     Metric,
     SearchSpace,
     SEBlock,
@@ -33,7 +34,8 @@ from tilesearch.search._study import config_key, measured_configs
 from tilesearch.search._surrogate import AdditiveSurrogate
 from tilesearch.search._tasks import ScoringParts, Task
 
-SCORE_KEYS = ("accuracy", "correct", "total", "agreement", "kl", "fidelity", "map", "map50", "pseudo_map")
+# What a trial keeps of its score: every metric, and the counts and sub-scores that come with them.
+SCORE_KEYS = (*METRICS, "correct", "total", "map50")
 
 
 @dataclass(eq=False)

@@ -33,7 +33,7 @@ def saved_sensitivity(search: Search) -> list[SensitivityRow] | None:
     wanted = {(block, str(tile)) for block, tiles in search.space.block_choices(search.blocks).items() for tile in tiles}
     if set(zip(frame["block"], frame["tile"])) != wanted:
         return None
-    return [SensitivityRow(**{k: row[k] for k in SensitivityRow.__dataclass_fields__}) for _, row in frame.iterrows()]
+    return [SensitivityRow.from_dict(row.to_dict()) for _, row in frame.iterrows()]
 
 
 def sensitivity_for(search: Search, use_prefix_cache: bool = True, show_progress: bool = True) -> list[SensitivityRow]:
@@ -48,8 +48,10 @@ def sensitivity_for(search: Search, use_prefix_cache: bool = True, show_progress
     total = sum(1 for tiles in choices.values() for tile in tiles if not tile.is_gap) * batches
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("sensitivity scan", total=total)
-        rows = scan(scorer.model, scorer.batches, choices, use_prefix_cache, lambda n: progress.advance(task, n))
-    write_text_atomically(search.run_dir / "sensitivity.csv", pd.DataFrame([row.__dict__ for row in rows]).to_csv(index=False))
+        rows = scan(scorer.model, scorer.batches, choices, use_prefix_cache, lambda n: progress.advance(task, n),
+                    tally=scorer.tally)
+    write_text_atomically(search.run_dir / "sensitivity.csv", pd.DataFrame([row.to_dict() for row in rows]).to_csv(index=False))
     write_text_atomically(search.run_dir / "sensitivity.json", _identity(search))
-    save_heatmap(rows, search.run_dir / "sensitivity.png", title=f"{search.settings.model}: one-block accuracy drop")
+    save_heatmap(rows, search.run_dir / "sensitivity.png",
+                 title=f"{search.settings.model}: one-block drop of {next(iter(rows[0].scores))}")
     return rows

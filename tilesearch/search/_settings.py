@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from tilesearch.core import UnknownNameError
+from tilesearch.core import InputSize, UnknownNameError, parse_input_size
 
 SAMPLERS = {
     # Optuna's default NSGA-II population (50) would leave a 40-trial search purely random.
@@ -24,7 +24,8 @@ SAMPLERS = {
 }
 STRATEGIES = ("surrogate", "sampler")
 IDENTITY = (
-    "model", "checkpoint", "random_weights", "num_classes", "data", "data_source", "annotations", "val_subset", "seed",
+    "model", "checkpoint", "random_weights", "num_classes", "data", "data_source", "annotations", "masks",
+    "ignore_index", "val_subset", "seed",
     "input_size", "crop_pct", "interpolation", "mean", "std", "space", "profile", "budget", "metric",
 )
 
@@ -40,10 +41,12 @@ class RunSettings:
     num_classes: int | None = None
     holdout: str | None = None
     annotations: str | None = None  # COCO instances JSON, for detectors
+    masks: str | None = None  # PNG label maps named like the --data images, for segmenters
+    ignore_index: int = 255  # the mask label that no score counts
     data_source: str | None = None  # with no --data: synthetic-bn, procedural or noise
     val_subset: int | None = None  # images scored: a subset of --data (1000) or synthesised (the task's number)
     seed: int = 0
-    input_size: int | None = None
+    input_size: InputSize | None = None  # (height, width)
     crop_pct: float | None = None
     interpolation: str | None = None
     mean: tuple[float, float, float] | None = None
@@ -60,7 +63,7 @@ class RunSettings:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for key in ("mean", "std"):
+        for key in ("mean", "std", "input_size"):
             data[key] = None if data[key] is None else list(data[key])
         return data
 
@@ -74,6 +77,9 @@ class RunSettings:
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        self.input_size = parse_input_size(self.input_size)  # runs saved before non-square sizes kept one side
 
 
 def scored_on(settings: dict) -> str:
@@ -99,7 +105,10 @@ def run_caveats(settings: dict, short: bool = False) -> list[str]:
 
 def first_difference(recorded: dict, mine: dict, keys: Iterable[str] = IDENTITY) -> str | None:
     """The first of ``keys`` on which two settings dicts disagree, or None: the one identity check."""
-    return next((key for key in keys if recorded.get(key) != mine.get(key)), None)
+    def plain(value):  # a tuple as typed and a list as stored are the same setting
+        return list(value) if isinstance(value, tuple) else value
+
+    return next((key for key in keys if plain(recorded.get(key)) != plain(mine.get(key))), None)
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

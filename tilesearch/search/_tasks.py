@@ -1,4 +1,4 @@
-"""What a search needs to know about one kind of model: a classifier or a detector.
+"""What a search needs to know about one kind of model: a classifier, a detector or a segmenter.
 
 A :class:`Task` turns run settings into the model, its preprocessing and the
 factories of its scorers (on the search's images and on held-out ones), and says
@@ -19,28 +19,42 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tilesearch.core import CLASSIFIER, DETECTOR, DataError, TilesearchError, get_metric
+from tilesearch.core import CLASSIFIER, DETECTOR, SEGMENTER, DataError, TilesearchError, get_metric
 from tilesearch.data import (
     DEFAULT_SOURCE,
     DetectionImages,
     ImageSet,
+    SegmentationSet,
     Preprocessing,
     decode_detection_images,
     decode_images,
+    decode_segmentation,
     image_folder,
     image_listing,
     load_coco,
     random_subset,
     get_source,
     resolve_preprocessing,
+    segmentation_pairs,
     stratified_split,
     synthetic_images,
 )
-from tilesearch.scoring import DETECTOR_MEAN, DETECTOR_STD, DetectionScorer, Scorer, check_memory, resolve_device
+from tilesearch.scoring import (
+    DETECTOR_MEAN,
+    DETECTOR_STD,
+    DetectionScorer,
+    Scorer,
+    SegmentationScorer,
+    check_memory,
+    resolve_device,
+    segmentation_batch_size,
+    segmenter_classes,
+    segmenter_normalisation,
+)
 from tilesearch.search._settings import RunSettings
 from tilesearch.zoo import default_input_size, load_model, model_source
 
-DETECTION_HOLDOUT = 500  # held-out images of a detector's report, at most
+DETECTION_HOLDOUT = 500  # held-out images of a detector's or segmenter's report, at most
 DATA_SUBSET = 1000  # images of --data a search scores on, by default
 
 
@@ -88,6 +102,9 @@ class Task:
     def check(self, settings: RunSettings) -> None:
         """Refuse settings that make no sense for this task, before anything is loaded."""
         metric = get_metric(settings.metric, self.name)
+        if settings.masks is not None and self.name != SEGMENTER:
+            raise TilesearchError(f"--masks is for segmenters (lraspp_mobilenet_v3_large, ...), not the {self.name} "
+                                  f"{settings.model!r}")
         if settings.data is not None:
             if settings.data_source is not None:
                 raise TilesearchError(f"--data-source {settings.data_source} synthesises images when no --data is given; "
@@ -95,7 +112,8 @@ class Task:
             return
         if metric.needs_labels:
             raise TilesearchError(f"--metric {metric.name} needs labelled --data; without data use --metric fidelity")
-        for flag, value in (("--annotations", settings.annotations), ("--holdout", settings.holdout)):
+        for flag, value in (("--annotations", settings.annotations), ("--holdout", settings.holdout),
+                            ("--masks", settings.masks)):
             if value is not None:
                 raise TilesearchError(f"{flag} describes images of --data, and no --data is given")
         get_source(settings.data_source)
@@ -233,7 +251,7 @@ class DetectorTask(Task):
 
     def model(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
         """The detector, built for its input size, and effdet's preprocessing (resize and pad)."""
-        size = (settings.input_size,) * 2 if settings.input_size else default_input_size(settings.model)
+        size = settings.input_size or default_input_size(settings.model)
         model = _load(settings, input_size=size)
         mean, std = tuple(settings.mean or DETECTOR_MEAN), tuple(settings.std or DETECTOR_STD)
         return model, Preprocessing(size, "bilinear", 1.0, "resize-pad", mean, std)
@@ -268,7 +286,86 @@ class DetectorTask(Task):
         return ScoringParts(model, preprocessing, scorer, lambda: None)
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (ClassifierTask(), DetectorTask())}
+class SegmenterTask(Task):
+    """Semantic segmenters: mIoU against ``--masks``, else pseudo-mIoU against the SE model's own argmax."""
+
+    name = SEGMENTER
+    supports_surrogate = True
+    synthetic_count = 32  # like a detector, a segmenter runs at hundreds of pixels a side
+
+    def default_metric(self, settings: RunSettings) -> str:
+        if settings.data is None:
+            return super().default_metric(settings)
+        return "miou" if settings.masks else "pseudo_miou"
+
+    def check(self, settings: RunSettings) -> None:
+        for flag, value in (("--annotations", settings.annotations), ("--holdout", settings.holdout)):
+            if value is not None:
+                raise TilesearchError(f"{flag} is not for segmenters: give --masks MASKS_DIR with --data IMAGES_DIR; "
+                                      f"the report uses the --data images outside --val-subset")
+        super().check(settings)
+        if get_metric(settings.metric).needs_labels and settings.data is not None and settings.masks is None:
+            raise TilesearchError(f"--metric {settings.metric.replace('_', '-')} needs --masks MASKS_DIR; without "
+                                  f"labels use --metric pseudo-miou or fidelity")
+
+    def report_metric(self, settings: RunSettings) -> str:
+        if settings.metric == "fidelity":
+            return "fidelity"
+        return "miou" if settings.masks else "pseudo_miou"
+
+    def model(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
+        """The segmenter and its preprocessing: the whole image resized to the input size, no crop."""
+        size = settings.input_size or default_input_size(settings.model)
+        model = _load(settings, input_size=size)
+        mean, std = segmenter_normalisation(model, settings.mean, settings.std)
+        return model, Preprocessing(size, "bilinear", 1.0, "resize", mean, std)
+
+    def build(self, settings: RunSettings, run_dir: Path, memory_check: bool = True) -> ScoringParts:
+        if settings.data is None:
+            return self._build_data_free(settings, run_dir, memory_check)
+        pairs = segmentation_pairs(settings.data, settings.masks)  # checked before the model loads
+        model, preprocessing = self.model(settings)
+        classes = segmenter_classes(model, preprocessing.input_size)  # masks are checked against it as they decode
+        ids = random_subset(list(range(len(pairs))), settings.val_subset, settings.seed)
+        rest = random_subset(sorted(set(range(len(pairs))) - set(ids)), DETECTION_HOLDOUT, settings.seed + 1)
+        if memory_check:
+            batch = segmentation_batch_size(settings.batch_size, preprocessing.input_size)
+            check_memory(model, preprocessing.input_size, batch, len(ids) + len(rest), settings.device)
+
+        def scorer_on(indices: list[int], description: str) -> SegmentationScorer:
+            images = decode_segmentation([pairs[i] for i in indices], preprocessing.input_size,
+                                         cache_dir=run_dir / "cache", description=description,
+                                         ignore_index=settings.ignore_index, num_classes=classes,
+                                         strict=settings.strict_data)
+            return self._scorer(model, images, preprocessing, settings)
+
+        return ScoringParts(model, preprocessing, lambda: scorer_on(ids, "decoding images"),
+                            lambda: scorer_on(rest, "decoding held-out images") if rest else None)
+
+    @staticmethod
+    def _scorer(model: nn.Module, images: SegmentationSet, preprocessing: Preprocessing,
+                settings: RunSettings) -> SegmentationScorer:
+        return SegmentationScorer(model, images, preprocessing.mean, preprocessing.std,
+                                  batch_size=segmentation_batch_size(settings.batch_size, preprocessing.input_size),
+                                  device=settings.device,
+                                  num_classes=images.num_classes, ignore_index=settings.ignore_index)
+
+    def _build_data_free(self, settings: RunSettings, run_dir: Path, memory_check: bool) -> ScoringParts:
+        model, preprocessing = self.model(settings)
+        get_source(settings.data_source).check(model)
+        if memory_check:
+            batch = segmentation_batch_size(settings.batch_size, preprocessing.input_size)
+            check_memory(model, preprocessing.input_size, batch, settings.val_subset, settings.device)
+
+        def scorer() -> SegmentationScorer:
+            pixels = _synthesised(model, settings, preprocessing, run_dir)
+            images = SegmentationSet(pixels, None, [f"synthetic-{i}" for i in range(len(pixels))])
+            return self._scorer(model, images, preprocessing, settings)
+
+        return ScoringParts(model, preprocessing, scorer, lambda: None)
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (ClassifierTask(), DetectorTask(), SegmenterTask())}
 
 
 def task_of(model: str) -> Task:

@@ -122,7 +122,7 @@ def join_study(
     if recorded is None:
         raise StudyError(f"study {study_name!r} was not made by `tilesearch run` (it records no settings)")
     given = {key: value for key, value in (expect or {}).items() if value is not None and key in IDENTITY}
-    key = first_difference(recorded, given, given)
+    key = first_difference(RunSettings.from_dict(recorded).to_dict(), given, given)
     if key is not None:
         raise StudyError(
             f"study {study_name!r} was made with {key}={recorded.get(key)!r}, not {given[key]!r}; "

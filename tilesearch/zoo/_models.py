@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tilesearch.core import DataError, SEBlock, TilesearchError, first_line
+from tilesearch.core import DataError, SEBlock, TilesearchError, first_line, parse_input_size
 from tilesearch.nn import discover_se_blocks, find_se_modules, found_by, no_block_error
 from tilesearch.zoo._checkpoint import load_checkpoint
 from tilesearch.zoo._zoo import model_source
@@ -88,12 +88,7 @@ class DiscoveredModel:
 
 def discover_model(name: str, input_size: int | tuple[int, int] | None = None) -> DiscoveredModel:
     """Build ``name`` from its zoo and trace its SE blocks at ``input_size`` (default: the model's own)."""
-    if input_size is None:
-        size = default_input_size(name)
-    else:
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    if not all(isinstance(side, int) and side > 0 for side in size):
-        raise TilesearchError(f"invalid input size {input_size!r}: expected a positive integer such as 224")
+    size = parse_input_size(input_size) or default_input_size(name)
     model = create_model(name, input_size=size)
     if not find_se_modules(model):
         raise no_block_error(model, f"model {name!r}")

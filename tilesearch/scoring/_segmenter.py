@@ -1,0 +1,283 @@
+"""Zero-shot mIoU of a segmentation network's tile config.
+
+A :class:`SegmentationScorer` scores tile configs of one segmentation model the
+way :class:`~tilesearch.scoring.Scorer` scores a classifier's: one model re-tiled
+in place per config, images decoded once (:func:`~tilesearch.data.decode_segmentation`).
+Each config accumulates one confusion matrix against the masks (mIoU, pixel
+accuracy) and one against the SE model's own argmax (pseudo-mIoU, label-free),
+and the KL divergence of its per-pixel class distributions from SE's (fidelity).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import Tensor, nn
+
+from tilesearch.core import GAP, DataError, TileChoice, TileConfig, TilesearchError, tile_config
+from tilesearch.data import SegmentationSet, normalize
+from tilesearch.nn import apply_tiles, find_se_modules
+from tilesearch.scoring._device import resolve_device
+
+Triple = tuple[float, float, float]
+BATCH_PIXELS = 8 * 512 * 512  # input pixels per forward: 8 images at torchvision's size, one at 1024x2048
+POOLED = (128, 256)  # at most this many (rows, columns) of SE's log-probabilities kept per image for fidelity
+
+
+def confusion_matrix(predictions: Tensor, targets: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """Pixel counts (int64, K x K): rows are the target class, columns the predicted one.
+
+    Pixels whose target is ``ignore_index`` are skipped; any other target outside 0..K-1 is refused."""
+    if predictions.shape != targets.shape:
+        raise TilesearchError(f"predictions of shape {tuple(predictions.shape)} do not match targets of shape "
+                              f"{tuple(targets.shape)}; expected the same shape")
+    targets, predictions = targets.reshape(-1).long(), predictions.reshape(-1).long()
+    keep = targets != ignore_index
+    targets, predictions = targets[keep], predictions[keep]
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        bad = int(targets[(targets < 0) | (targets >= num_classes)][0])
+        raise DataError(f"target label {bad} is not a class of {num_classes}; expected 0..{num_classes - 1} "
+                        f"or the ignore index {ignore_index}")
+    counts = torch.bincount(targets * num_classes + predictions, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def miou(confusion: Tensor) -> float:
+    """Mean IoU = TP / (TP + FP + FN) over the classes present in target or prediction (union > 0).
+
+    A class absent from both has no IoU and is left out of the mean, not counted as 0 or 1;
+    with no pixels at all the mIoU is NaN."""
+    confusion = confusion.double()
+    true_positives = confusion.diag()
+    union = confusion.sum(0) + confusion.sum(1) - true_positives
+    present = union > 0
+    return float((true_positives[present] / union[present]).mean()) if bool(present.any()) else math.nan
+
+
+def pixel_accuracy(confusion: Tensor) -> float:
+    """The fraction of counted pixels predicted right (NaN with no pixels)."""
+    total = int(confusion.sum())
+    return int(confusion.diag().sum()) / total if total else math.nan
+
+
+def segmentation_logits(output) -> Tensor:
+    """A segmentation model's output as (N, K, H, W) logits: a tensor as is, torchvision's dict by its ``"out"``.
+
+    A single channel is a binary segmenter's logit (smp's default): it becomes the two-class logits
+    (0, z), whose softmax is the sigmoid, so argmax, mIoU, KL and cross-entropy treat it as two classes."""
+    if isinstance(output, Mapping) and "out" in output:
+        output = output["out"]
+    if isinstance(output, Tensor):
+        return torch.cat([torch.zeros_like(output), output], dim=1) if output.shape[1] == 1 else output
+    raise TilesearchError(f"the model returned {type(output).__name__}; expected a (N, K, H, W) logits tensor "
+                          f"or a dict with 'out' (torchvision's segmentation models)")
+
+
+@dataclass(frozen=True)
+class SegmentationScore:
+    """mIoU and pixel accuracy of one config against the masks (NaN without masks), and its fidelity to SE.
+
+    ``pseudo_miou`` is the mIoU of this config's argmax against the SE model's own argmax
+    (label-free); ``fidelity`` the mean per-pixel KL(p_SE || p_tiled) over classes in nats,
+    on the average-pooled outputs (see :class:`SegmentationScorer`).
+    """
+
+    miou: float
+    pixel_accuracy: float
+    pseudo_miou: float
+    fidelity: float
+    total: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pooled_log_probs(logits: Tensor) -> Tensor:
+    """Per-position log-probabilities, average-pooled to at most ``POOLED`` positions and renormalised (float16)."""
+    height, width = logits.shape[-2:]
+    kernel = (math.ceil(height / POOLED[0]), math.ceil(width / POOLED[1]))
+    log_probs = torch.log_softmax(logits.float(), dim=1)
+    if kernel != (1, 1):
+        log_probs = torch.log_softmax(F.avg_pool2d(log_probs, kernel, ceil_mode=True), dim=1)
+    return log_probs.to(torch.float16)
+
+
+def pixel_kl(reference: Tensor, log_probs: Tensor) -> Tensor:
+    """KL(p_ref || p) over classes (dim 1) at each position, in nats, from log-probabilities."""
+    reference, log_probs = reference.float(), log_probs.float()
+    return (reference.exp() * (reference - log_probs)).sum(dim=1).clamp_min(0.0)  # no rounding below zero
+
+
+def segmentation_batch_size(batch_size: int, input_size: tuple[int, int]) -> int:
+    """``batch_size`` capped so a forward sees at most :data:`BATCH_PIXELS` input pixels (at least one image):
+    memory stays bounded on 2048-wide inputs and small ones still run in full batches."""
+    return max(1, min(batch_size, BATCH_PIXELS // (input_size[0] * input_size[1])))
+
+
+@torch.no_grad()
+def segmenter_classes(model: nn.Module, input_size: tuple[int, int]) -> int:
+    """The number of classes a segmenter's logits have, from one forward on the meta device (no compute)."""
+    try:
+        meta = copy.deepcopy(model).to("meta").eval()
+        return segmentation_logits(meta(torch.zeros(1, 3, *input_size, device="meta"))).shape[1]
+    except (NotImplementedError, RuntimeError, TypeError):  # an op without a meta kernel: a small real forward
+        was_training = model.training
+        parameter = next(model.parameters())
+        try:
+            return segmentation_logits(model.eval()(torch.zeros(1, 3, 64, 64, device=parameter.device))).shape[1]
+        finally:
+            model.train(was_training)
+
+
+def segmenter_normalisation(model: nn.Module, mean: Triple | None = None,
+                            std: Triple | None = None) -> tuple[Triple, Triple]:
+    """The mean and std a segmenter's inputs are normalised with: given, else the model's own data config
+    (``pretrained_cfg``, as timm keeps it), else ImageNet's (torchvision's segmentation weights)."""
+    own = getattr(model, "pretrained_cfg", None) or {}
+    return (tuple(mean or own.get("mean") or IMAGENET_DEFAULT_MEAN), tuple(std or own.get("std") or IMAGENET_DEFAULT_STD))
+
+
+class SegmentationScorer:
+    """Scores tile configs of one segmentation model on one decoded :class:`~tilesearch.data.SegmentationSet`.
+
+    The SE reference, computed once on first use, is kept memory-bounded: SE's argmax
+    as uint8 at the masks' (input) resolution, and its log-probabilities as float16,
+    average-pooled so each image keeps at most 128 x 256 positions. A config's output is
+    pooled the same way before the KL, so fidelity compares pooled class distributions.
+    Logits smaller than the masks are upsampled bilinearly before the argmax.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: SegmentationSet,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        batch_size: int = 8,
+        device: torch.device | str | None = None,
+        num_classes: int | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        if len(images) == 0:
+            raise TilesearchError("no images to score on")
+        if batch_size < 1:
+            raise TilesearchError(f"invalid batch size {batch_size}: expected a positive integer")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.images = images  # kept on the CPU: at 1024 x 2048 a batch at a time is what fits
+        self.mean, self.std = mean, std
+        self.batch_size = batch_size
+        self.num_classes = num_classes if num_classes is not None else images.num_classes
+        self.ignore_index = ignore_index
+        self.block_names = [name for name, _ in find_se_modules(model)]
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """(normalised inputs on the device, masks on the device, or None without masks) per batch."""
+        for start in range(0, len(self.images), self.batch_size):
+            pixels = self.images.pixels[start : start + self.batch_size].to(self.device, non_blocking=True)
+            masks = self.images.masks
+            yield (normalize(pixels, self.mean, self.std),
+                   None if masks is None else masks[start : start + self.batch_size].to(self.device))
+
+    def _logits(self, inputs: Tensor) -> Tensor:
+        return self._logits_checked(segmentation_logits(self.model(inputs)))
+
+    def _logits_checked(self, logits: Tensor) -> Tensor:
+        """The logits, once their class count is known to match the data's."""
+        if self.num_classes is None:
+            self.num_classes = logits.shape[1]
+        elif logits.shape[1] != self.num_classes:
+            raise DataError(f"the model outputs {logits.shape[1]} classes but the data has {self.num_classes}; "
+                            f"expected a model trained on these {self.num_classes} classes")
+        return logits
+
+    def _predictions(self, logits: Tensor) -> Tensor:
+        size = self.images.pixels.shape[-2:] if self.images.masks is None else self.images.masks.shape[-2:]
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits.float(), size=tuple(size), mode="bilinear", align_corners=False)
+        return logits.argmax(dim=1)
+
+    @functools.cached_property
+    def _se_pass(self) -> tuple[list[Tensor], list[Tensor], SegmentationScore]:
+        """SE's argmax (uint8 while K <= 256) and pooled log-probabilities per batch, on the CPU, and SE's score."""
+        apply_tiles(self.model, GAP)
+        self.model.eval()
+        predictions, log_probs, confusion = [], [], None
+        with torch.inference_mode():
+            for inputs, masks in self.batches():
+                logits = self._logits(inputs)
+                found = self._predictions(logits)
+                dtype = torch.uint8 if self.num_classes <= 256 else torch.int64
+                predictions.append(found.to(dtype).cpu())
+                log_probs.append(pooled_log_probs(logits).cpu())
+                confusion = self._add(confusion, found, masks)
+        score = self._score(confusion, pseudo_miou=1.0, fidelity=0.0)  # SE against itself
+        return predictions, log_probs, score
+
+    def _add(self, confusion: Tensor | None, predictions: Tensor, masks: Tensor | None) -> Tensor | None:
+        if masks is None:
+            return None
+        found = confusion_matrix(predictions, masks, self.num_classes, self.ignore_index)
+        return found if confusion is None else confusion + found
+
+    def _score(self, confusion: Tensor | None, pseudo_miou: float, fidelity: float) -> SegmentationScore:
+        labelled = confusion is not None
+        return SegmentationScore(miou=miou(confusion) if labelled else math.nan,
+                                 pixel_accuracy=pixel_accuracy(confusion) if labelled else math.nan,
+                                 pseudo_miou=pseudo_miou, fidelity=fidelity, total=len(self.images))
+
+    def tally(self) -> SegmentationTally:
+        """What the sensitivity scan accumulates per config, on this scorer's classes and masks."""
+        return SegmentationTally(self)
+
+    def score(self, tiles: TileChoice | TileConfig) -> SegmentationScore:
+        """mIoU, pixel accuracy, pseudo-mIoU and fidelity of ``tiles`` (the model is re-tiled in place)."""
+        config = tile_config(self.block_names, tiles)
+        se_predictions, se_log_probs, se_score = self._se_pass
+        if all(tile.is_gap for tile in config.values()):
+            return se_score
+        apply_tiles(self.model, config)
+        self.model.eval()
+        confusion, pseudo, kl_sum, positions = None, None, 0.0, 0
+        with torch.inference_mode():
+            for (inputs, masks), reference, reference_log_probs in zip(self.batches(), se_predictions, se_log_probs):
+                logits = self._logits(inputs)
+                found = self._predictions(logits)
+                confusion = self._add(confusion, found, masks)
+                agreement = confusion_matrix(found, reference.to(self.device).long(), self.num_classes, ignore_index=-1)
+                pseudo = agreement if pseudo is None else pseudo + agreement
+                kl = pixel_kl(reference_log_probs.to(self.device), pooled_log_probs(logits))
+                kl_sum, positions = kl_sum + float(kl.sum()), positions + kl.numel()
+        return self._score(confusion, pseudo_miou=miou(pseudo), fidelity=kl_sum / positions)
+
+
+class SegmentationTally:
+    """A segmenter's scan scores of one config: mIoU and pixel accuracy (with masks), pseudo-mIoU and fidelity."""
+
+    def __init__(self, scorer: SegmentationScorer) -> None:
+        self.scorer = scorer
+        self.confusion: Tensor | None = None
+        self.pseudo: Tensor | None = None
+        self.kl, self.positions = 0.0, 0
+
+    def add(self, reference, output, masks: Tensor | None) -> None:
+        scorer = self.scorer
+        reference_logits, logits = segmentation_logits(reference), scorer._logits_checked(segmentation_logits(output))
+        found = scorer._predictions(logits)
+        self.confusion = scorer._add(self.confusion, found, masks)
+        agreement = confusion_matrix(found, scorer._predictions(reference_logits), scorer.num_classes, ignore_index=-1)
+        self.pseudo = agreement if self.pseudo is None else self.pseudo + agreement
+        kl = pixel_kl(pooled_log_probs(reference_logits), pooled_log_probs(logits))
+        self.kl, self.positions = self.kl + float(kl.sum()), self.positions + kl.numel()
+
+    def values(self) -> dict[str, float]:
+        labelled = {} if self.confusion is None else {"miou": miou(self.confusion),
+                                                      "pixel_accuracy": pixel_accuracy(self.confusion)}
+        return {**labelled, "pseudo_miou": miou(self.pseudo), "fidelity": self.kl / self.positions}

@@ -174,7 +174,7 @@ def evaluate_segmentation(
     images = decode_segmentation([pairs[i] for i in chosen], size, ignore_index=ignore_index,
                                  num_classes=segmenter_classes(model, size), strict=strict_data)
     scorer = SegmentationScorer(model, images, *segmenter_normalisation(model, mean, std), batch_size=batch_size,
-                                device=device, num_classes=images.num_classes, ignore_index=ignore_index)
+                                device=device, num_classes=images.num_classes, ignore_index=ignore_index, progress=True)
     se = scorer.score(GAP)
     return {**scorer.score(config).to_dict(), "se_miou": se.miou, "se_pixel_accuracy": se.pixel_accuracy,
             **_cost_fields(config, report), "skipped": images.skipped}

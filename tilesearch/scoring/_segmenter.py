@@ -164,6 +164,7 @@ class SegmentationScorer:
         device: torch.device | str | None = None,
         num_classes: int | None = None,
         ignore_index: int = 255,
+        progress: bool = False,
     ) -> None:
         if len(images) == 0:
             raise TilesearchError("no images to score on")
@@ -177,6 +178,7 @@ class SegmentationScorer:
         self.num_classes = num_classes if num_classes is not None else images.num_classes
         self.ignore_index = ignore_index
         self.block_names = [name for name, _ in find_se_modules(model)]
+        self.progress = progress  # a bar per pass (off inside a search, whose own bar is live)
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         """(normalised inputs on the device, masks on the device, or None without masks) per batch."""
@@ -185,6 +187,15 @@ class SegmentationScorer:
             masks = self.images.masks
             yield (normalize(pixels, self.mean, self.std),
                    None if masks is None else masks[start : start + self.batch_size].to(self.device))
+
+    def _shown(self, description: str) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """:meth:`batches`, behind a transient progress bar when the scorer shows one."""
+        if not self.progress:
+            return self.batches()
+        from rich.progress import track
+
+        return track(self.batches(), total=-(-len(self.images) // self.batch_size), description=description,
+                     transient=True)
 
     def _logits(self, inputs: Tensor) -> Tensor:
         return self._logits_checked(segmentation_logits(self.model(inputs)))
@@ -211,7 +222,7 @@ class SegmentationScorer:
         self.model.eval()
         predictions, log_probs, confusion = [], [], None
         with torch.inference_mode():
-            for inputs, masks in self.batches():
+            for inputs, masks in self._shown("scoring SE"):
                 logits = self._logits(inputs)
                 found = self._predictions(logits)
                 dtype = torch.uint8 if self.num_classes <= 256 else torch.int64
@@ -247,7 +258,7 @@ class SegmentationScorer:
         self.model.eval()
         confusion, pseudo, kl_sum, positions = None, None, 0.0, 0
         with torch.inference_mode():
-            for (inputs, masks), reference, reference_log_probs in zip(self.batches(), se_predictions, se_log_probs):
+            for (inputs, masks), reference, reference_log_probs in zip(self._shown("scoring"), se_predictions, se_log_probs):
                 logits = self._logits(inputs)
                 found = self._predictions(logits)
                 confusion = self._add(confusion, found, masks)

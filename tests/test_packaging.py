@@ -24,7 +24,8 @@ def test_the_wheel_holds_spaces_profiles_and_demo_assets(wheel):
     for space in ("default", "strips", "patches", "uniform"):
         assert f"tilesearch/core/spaces/{space}.yaml" in names
     assert {"tilesearch/core/profiles/ideal.yaml", "tilesearch/core/profiles/row-stationary.yaml"} <= names
-    assert {"tilesearch/zoo/assets/demo_model.safetensors", "tilesearch/zoo/assets/demo_model.json"} <= names
+    assert {"tilesearch/zoo/assets/demo_model.safetensors", "tilesearch/zoo/assets/demo_model.json",
+            "tilesearch/zoo/assets/demo_segmenter.safetensors", "tilesearch/zoo/assets/demo_segmenter.json"} <= names
     assert not [name for name in names if name.startswith(("tests/", "benchmarks/"))]
 
 

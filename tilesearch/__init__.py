@@ -24,7 +24,7 @@ _PUBLIC = {
     "tilesearch.core": (
         "GAP", "BufferReport", "DataError", "HardwareProfile", "Metric", "SEBlock", "StudyError", "TileConfigFile",
         "TileSpec", "TilesearchError", "UnknownNameError", "buffer_report", "get_metric", "load_config", "load_profile",
-        "load_space", "parse_budget", "parse_tile", "save_config", "tile_config",
+        "load_space", "parse_budget", "parse_input_size", "parse_tile", "save_config", "tile_config",
     ),
     "tilesearch.nn": (
         "SEFlavour", "TiledSqueezeExcite", "apply_tiles", "current_tiles", "discover_se_blocks", "find_se_modules",
@@ -32,7 +32,8 @@ _PUBLIC = {
     ),
     "tilesearch.zoo": ("create_model", "default_input_size", "discover_model", "load_checkpoint", "load_model"),
     "tilesearch.data": ("ImageSource", "register_source", "synthetic_images"),
-    "tilesearch.scoring": ("Score", "Scorer", "evaluate_config", "evaluate_detection"),
+    "tilesearch.scoring": ("Score", "Scorer", "SegmentationScorer", "evaluate_config", "evaluate_detection",
+                           "evaluate_segmentation"),
     "tilesearch.search": ("RunSettings", "prepare_resume", "prepare_search", "run_search"),
     "tilesearch.deploy": ("export", "finetune"),
 }

@@ -289,6 +289,8 @@ def test_segmentation_demo_searches_and_finetunes_offline(tmp_path):
     assert "classifier.scale" in blocks and len(blocks) == 7  # six SE blocks and the head's pool branch
     front = pd.read_csv(run_dir / "pareto.csv")
     assert front["score"].is_monotonic_increasing and front["buffer"].is_monotonic_increasing
+    assert (front["score"] == front["miou"]).all() and {"pixel_accuracy", "pseudo_miou", "fidelity"} <= set(front)
+    assert "miou" in (run_dir / "best.yaml").read_text()
     metrics = json.loads((run_dir / "final" / "metrics.json").read_text())
     assert metrics["metric"] == "miou" and metrics["held_out_images"] == 400
     assert metrics["se_score"] > 0.6 and metrics["buffer"] <= 0.2 * metrics["se_buffer"]

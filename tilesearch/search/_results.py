@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 
 from tilesearch.core import (
+    METRICS,
     HardwareProfile,
     Metric,
     SEBlock,
@@ -25,7 +26,7 @@ from tilesearch.core import (
 )
 from tilesearch.search._study import completed_trials, study_metric, trials_in
 
-SCORE_COLUMNS = ("accuracy", "agreement", "kl", "fidelity", "map", "map50", "pseudo_map", "predicted")
+SCORE_COLUMNS = (*METRICS, "map50", "predicted")  # every score a trial keeps, then the surrogate's prediction
 
 
 def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

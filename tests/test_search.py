@@ -62,6 +62,15 @@ def test_run_writes_outputs_and_best_respects_the_budget(demo_val, tmp_path):
     assert sorted(t.number for t in study.best_trials) == sorted(front["trial"])
     holdout = yaml.safe_load((run_dir / "holdout.yaml").read_text())
     assert holdout["images"] == 160 - 80
+    # Paired intervals: SE's own drop interval is [0, 0]; every interval holds its drop; the paper's 7xW is reported.
+    assert (front["drop_ci_low"] <= 100 * front["drop"] + 1e-9).all() and (100 * front["drop"] <= front["drop_ci_high"] + 1e-9).all()
+    se_row = trials[trials["trial"] == 0].iloc[0]
+    assert se_row["drop_ci_low"] == se_row["drop_ci_high"] == 0
+    assert {"indistinguishable_from_se", "overlaps_neighbour"} <= set(front)
+    for entry in ("best", "uniform_7xW"):
+        low, high = holdout[entry]["drop_ci"]
+        assert low <= holdout[entry]["drop"] <= high and holdout[entry]["buffer"] > 0
+    assert holdout["drop_unit"] == "points" and "95% interval" in result.output
 
 
 def test_eval_reproduces_the_trial_score_of_best_yaml(demo_val, tmp_path):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+import yaml
 from conftest import assert_user_error, randomize_
 from PIL import Image
 from torch import nn
@@ -291,6 +292,9 @@ def test_segmentation_demo_searches_and_finetunes_offline(tmp_path):
     assert front["score"].is_monotonic_increasing and front["buffer"].is_monotonic_increasing
     assert (front["score"] == front["miou"]).all() and {"pixel_accuracy", "pseudo_miou", "fidelity"} <= set(front)
     assert "miou" in (run_dir / "best.yaml").read_text()
+    assert (front["drop_ci_low"] <= front["drop_ci_high"]).all()
+    holdout = yaml.safe_load((run_dir / "holdout.yaml").read_text())
+    assert holdout["uniform_7xW"]["buffer"] > holdout["best"]["buffer"] and len(holdout["best"]["drop_ci"]) == 2
     metrics = json.loads((run_dir / "final" / "metrics.json").read_text())
     assert metrics["metric"] == "miou" and metrics["held_out_images"] == 400
     assert metrics["se_score"] > 0.6 and metrics["buffer"] <= 0.2 * metrics["se_buffer"]

@@ -70,12 +70,16 @@ def print_summary(result, document: dict) -> None:
     frame = pareto_frame(study, document["se_buffer"])
     table = _table(f"Pareto front of {study.study_name} ({result.completed_after} trials, "
                    f"{result.completed_after - result.completed_before} new)",
-                   ["trial", metric.name, "drop vs SE", "buffer", "vs SE", "extra MACs"])
-    for row in frame.itertuples(index=False):
-        drop = "-" if row.drop is None or row.drop != row.drop else metric.format_drop(row.drop)
-        table.add_row(str(row.trial), metric.format(row.score), drop, format_count(row.buffer), f"{row.buffer_ratio:.1%}",
-                      format_count(row.extra_macs))
+                   ["trial", metric.name, "drop vs SE", "95% interval", "buffer", "vs SE", "extra MACs"])
+    for row in frame.to_dict("records"):
+        drop = "-" if row["drop"] is None or row["drop"] != row["drop"] else metric.format_drop(row["drop"])
+        table.add_row(str(row["trial"]), metric.format(row["score"]), drop, _interval_cell(row), format_count(row["buffer"]),
+                      f"{row['buffer_ratio']:.1%}", format_count(row["extra_macs"]))
     console.print(table)
+    if "overlaps_neighbour" in frame and len(frame) > 1 and frame["overlaps_neighbour"].mean() >= 0.5:
+        console.print(f"[bold yellow]note:[/] most neighbouring front points are not told apart on these "
+                      f"{document['settings']['val_subset']} images (~: their 95% intervals overlap); a larger "
+                      f"--val-subset separates them")
     budget = document.get("budget_elements")
     if budget is not None:
         console.print(f"budget: {format_count(budget)} elements ({budget / document['se_buffer']:.1%} of SE)")
@@ -87,17 +91,35 @@ def print_summary(result, document: dict) -> None:
     if result.holdout and "note" in result.holdout:
         console.print(f"held-out: none; {result.holdout['note']}")
     elif result.holdout:
-        se, best, shown = result.holdout["se"], result.holdout["best"], get_metric(result.holdout["metric"])
-        console.print(
-            f"held-out ({result.holdout['images']} images): {shown.name} SE {shown.format(se[shown.name])}, "
-            f"best (trial {best['trial']}) {shown.format(best[shown.name])}"
-        )
+        console.print(_held_out_line(result.holdout))
     skipped = len(result.skipped) + len(result.holdout["skipped"] if result.holdout else [])
     if skipped:
         console.print(f"{skipped} unreadable images skipped (named in the warnings above; the held-out ones in holdout.yaml)")
     console.print(f"outputs in {run_dir}/: " + ", ".join(sorted(result.written)))
     for caveat in run_caveats(document["settings"]):
         console.print(f"[bold yellow]note:[/] {caveat}")
+
+
+def _interval_cell(row: dict) -> str:
+    """The drop's paired 95% interval (points for percentages), ``≈SE`` when it includes zero, ``~`` when it
+    overlaps a neighbour's."""
+    if row.get("drop_ci_low") is None or row["drop_ci_low"] != row["drop_ci_low"]:
+        return "-"
+    marks = (" ≈SE" if row["indistinguishable_from_se"] else "") + (" ~" if row["overlaps_neighbour"] else "")
+    return f"[{row['drop_ci_low']:.3g}, {row['drop_ci_high']:.3g}]{marks}"
+
+
+def _held_out_line(holdout: dict) -> str:
+    shown = get_metric(holdout["metric"])
+    parts = [f"SE {shown.format(holdout['se'][shown.name])}"]
+    for key, label in (("best", "best (trial {trial})"), ("uniform_7xW", "uniform 7xW")):
+        entry = holdout.get(key)
+        if entry is None:
+            continue
+        interval = (f", 95% [{entry['drop_ci'][0]:.3g}, {entry['drop_ci'][1]:.3g}]" if "drop_ci" in entry else "")
+        parts.append(f"{label.format(**entry)} {shown.format(entry[shown.name])} at {format_count(entry['buffer'])} "
+                     f"(drop {entry['drop']:.3g} {holdout.get('drop_unit', '')}{interval})")
+    return f"held-out ({holdout['images']} images): {shown.name} " + ", ".join(parts)
 
 
 def print_finetune(metrics: dict, run_dir: Path) -> None:

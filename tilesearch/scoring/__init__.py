@@ -23,6 +23,7 @@ from tilesearch.scoring._evaluate import (
     evaluate_segmentation,
 )
 from tilesearch.scoring._heatmap import save_heatmap
+from tilesearch.scoring._intervals import PerImage, drop_interval
 from tilesearch.scoring._segmenter import (
     segmentation_batch_size,
     segmenter_classes,
@@ -41,6 +42,7 @@ __all__ = [
     "DETECTOR_STD",
     "DetectionScore",
     "DetectionScorer",
+    "PerImage",
     "PrefixCache",
     "Score",
     "Scorer",
@@ -52,6 +54,7 @@ __all__ = [
     "coco_map",
     "confusion_matrix",
     "detection_divergence",
+    "drop_interval",
     "evaluate_config",
     "evaluate_detection",
     "evaluate_segmentation",

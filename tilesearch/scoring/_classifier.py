@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,9 @@ from tilesearch.core import GAP, DataError, TileChoice, TileConfig, TilesearchEr
 from tilesearch.data import ImageSet, Preprocessing
 from tilesearch.nn import apply_tiles, find_se_modules
 from tilesearch.scoring._device import resolve_device
+from tilesearch.scoring._intervals import PerImage, mean_scores
+
+PER_IMAGE_SCORES = mean_scores(("accuracy", "agreement", "kl", "fidelity"))
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Score:
     total: int
     agreement: float
     kl: float
+    per_image: PerImage | None = field(default=None, repr=False, compare=False)  # for paired intervals
 
     @property
     def fidelity(self) -> float:
@@ -45,7 +49,8 @@ class Score:
         return self.kl
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "fidelity": self.fidelity}
+        fields = ("accuracy", "correct", "total", "agreement", "kl")
+        return {**{name: getattr(self, name) for name in fields}, "fidelity": self.fidelity}
 
 
 def kl_divergence(reference_logits: Tensor, logits: Tensor) -> Tensor:
@@ -141,9 +146,12 @@ class Scorer:
         config = tile_config(self.block_names, tiles)
         logits = self.se_logits if all(tile.is_gap for tile in config.values()) else self.logits(config)
         predictions = logits.argmax(dim=1)
-        correct = int((predictions == self.images.labels).sum())
-        agree = int((predictions == self.se_predictions).sum())
-        total = len(self.images)
-        kl = float(kl_divergence(self.se_logits, logits).mean())
-        return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total, kl=kl)
+        right = (predictions == self.images.labels).double()
+        agrees = (predictions == self.se_predictions).double()
+        divergence = kl_divergence(self.se_logits, logits).double()
+        correct, agree, total = int(right.sum()), int(agrees.sum()), len(self.images)
+        per_image = PerImage(torch.stack([right, agrees, divergence, divergence, torch.ones(total, dtype=torch.float64)],
+                                         1).numpy(), PER_IMAGE_SCORES)
+        return Score(accuracy=correct / total, correct=correct, total=total, agreement=agree / total,
+                     kl=float(divergence.mean()), per_image=per_image)
 

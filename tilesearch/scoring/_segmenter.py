@@ -14,8 +14,9 @@ import copy
 import functools
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -25,6 +26,7 @@ from tilesearch.core import GAP, DataError, TileChoice, TileConfig, TilesearchEr
 from tilesearch.data import SegmentationSet, normalize
 from tilesearch.nn import apply_tiles, find_se_modules
 from tilesearch.scoring._device import resolve_device
+from tilesearch.scoring._intervals import PerImage
 
 Triple = tuple[float, float, float]
 BATCH_PIXELS = 8 * 512 * 512  # input pixels per forward: 8 images at torchvision's size, one at 1024x2048
@@ -49,22 +51,43 @@ def confusion_matrix(predictions: Tensor, targets: Tensor, num_classes: int, ign
     return counts.reshape(num_classes, num_classes)
 
 
-def miou(confusion: Tensor) -> float:
-    """Mean IoU = TP / (TP + FP + FN) over the classes present in target or prediction (union > 0).
+def batched_miou(confusions: np.ndarray) -> np.ndarray:
+    """Mean IoU = TP / (TP + FP + FN) of each (K, K) confusion matrix of ``confusions`` (..., K, K), over the
+    classes present in target or prediction (union > 0).
 
     A class absent from both has no IoU and is left out of the mean, not counted as 0 or 1;
     with no pixels at all the mIoU is NaN."""
-    confusion = confusion.double()
-    true_positives = confusion.diag()
-    union = confusion.sum(0) + confusion.sum(1) - true_positives
+    confusions = np.asarray(confusions, dtype=np.float64)
+    true_positives = np.diagonal(confusions, axis1=-2, axis2=-1)
+    union = confusions.sum(-2) + confusions.sum(-1) - true_positives
     present = union > 0
-    return float((true_positives[present] / union[present]).mean()) if bool(present.any()) else math.nan
+    ious = np.divide(true_positives, union, out=np.zeros_like(union), where=present)
+    counted = present.sum(-1)
+    return np.divide(ious.sum(-1), counted, out=np.full(counted.shape, np.nan), where=counted > 0)
+
+
+def batched_pixel_accuracy(confusions: np.ndarray) -> np.ndarray:
+    """The fraction of counted pixels predicted right, per (K, K) matrix (NaN with no pixels)."""
+    confusions = np.asarray(confusions, dtype=np.float64)
+    total = confusions.sum((-2, -1))
+    right = np.diagonal(confusions, axis1=-2, axis2=-1).sum(-1)
+    return np.divide(right, total, out=np.full(total.shape, np.nan), where=total > 0)
+
+
+def miou(confusion: Tensor) -> float:
+    """The mean IoU of one confusion matrix (see :func:`batched_miou`)."""
+    return float(batched_miou(confusion.cpu().numpy()))
 
 
 def pixel_accuracy(confusion: Tensor) -> float:
     """The fraction of counted pixels predicted right (NaN with no pixels)."""
-    total = int(confusion.sum())
-    return int(confusion.diag().sum()) / total if total else math.nan
+    return float(batched_pixel_accuracy(confusion.cpu().numpy()))
+
+
+def per_image_confusion(predictions: Tensor, targets: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """One flattened confusion matrix per image of (B, H, W) predictions and targets: (B, K * K)."""
+    return torch.stack([confusion_matrix(found, target, num_classes, ignore_index).reshape(-1)
+                        for found, target in zip(predictions, targets)])
 
 
 def segmentation_logits(output) -> Tensor:
@@ -94,9 +117,50 @@ class SegmentationScore:
     pseudo_miou: float
     fidelity: float
     total: int
+    per_image: PerImage | None = field(default=None, repr=False, compare=False)  # for paired intervals
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in ("miou", "pixel_accuracy", "pseudo_miou", "fidelity", "total")}
+
+
+class _PerImageRows:
+    """One pass's per-image statistics: confusion against the masks and against SE's argmax, and KL sums."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.masks: list[Tensor] = []
+        self.pseudo: list[Tensor] = []
+        self.kl: list[Tensor] = []
+        self.positions: list[int] = []
+
+    def add(self, found: Tensor, masks: Tensor | None, reference: Tensor, kl: Tensor, ignore_index: int) -> None:
+        if masks is not None:
+            self.masks.append(per_image_confusion(found, masks, self.num_classes, ignore_index).cpu())
+        self.pseudo.append(per_image_confusion(found, reference.long(), self.num_classes, ignore_index=-1).cpu())
+        self.kl.append(kl.flatten(1).sum(1).double().cpu())
+        self.positions += [kl[0].numel()] * len(kl)
+
+    def per_image(self) -> PerImage:
+        labelled = bool(self.masks)
+        columns = [torch.cat(self.masks).double()] if labelled else []
+        columns += [torch.cat(self.pseudo).double(), torch.cat(self.kl)[:, None],
+                    torch.tensor(self.positions, dtype=torch.float64)[:, None]]
+        return PerImage(torch.cat(columns, 1).numpy(), functools.partial(_scores, self.num_classes, labelled))
+
+
+def _scores(num_classes: int, labelled: bool, totals: np.ndarray) -> dict[str, np.ndarray]:
+    """Every segmentation score from column totals (B, F) of :class:`_PerImageRows`: the one formula for a
+    config's score (one row, all images once) and for its bootstrap resamples."""
+    square = num_classes * num_classes
+    offset = square if labelled else 0
+    pseudo = totals[:, offset : offset + square].reshape(-1, num_classes, num_classes)
+    scores = {"pseudo_miou": batched_miou(pseudo), "fidelity": totals[:, offset + square] / totals[:, offset + square + 1]}
+    if labelled:
+        confusion = totals[:, :square].reshape(-1, num_classes, num_classes)
+        scores.update(miou=batched_miou(confusion), pixel_accuracy=batched_pixel_accuracy(confusion))
+    else:
+        scores.update(miou=np.full(len(totals), np.nan), pixel_accuracy=np.full(len(totals), np.nan))
+    return scores
 
 
 def pooled_log_probs(logits: Tensor) -> Tensor:
@@ -220,17 +284,18 @@ class SegmentationScorer:
         """SE's argmax (uint8 while K <= 256) and pooled log-probabilities per batch, on the CPU, and SE's score."""
         apply_tiles(self.model, GAP)
         self.model.eval()
-        predictions, log_probs, confusion = [], [], None
+        predictions, log_probs, rows = [], [], None
         with torch.inference_mode():
             for inputs, masks in self._shown("scoring SE"):
                 logits = self._logits(inputs)
                 found = self._predictions(logits)
                 dtype = torch.uint8 if self.num_classes <= 256 else torch.int64
                 predictions.append(found.to(dtype).cpu())
-                log_probs.append(pooled_log_probs(logits).cpu())
-                confusion = self._add(confusion, found, masks)
-        score = self._score(confusion, pseudo_miou=1.0, fidelity=0.0)  # SE against itself
-        return predictions, log_probs, score
+                pooled = pooled_log_probs(logits)
+                log_probs.append(pooled.cpu())
+                rows = rows or _PerImageRows(self.num_classes)
+                rows.add(found, masks, found, pixel_kl(pooled, pooled), self.ignore_index)  # SE against itself
+        return predictions, log_probs, self._score(rows.per_image())
 
     def _add(self, confusion: Tensor | None, predictions: Tensor, masks: Tensor | None) -> Tensor | None:
         if masks is None:
@@ -238,11 +303,9 @@ class SegmentationScorer:
         found = confusion_matrix(predictions, masks, self.num_classes, self.ignore_index)
         return found if confusion is None else confusion + found
 
-    def _score(self, confusion: Tensor | None, pseudo_miou: float, fidelity: float) -> SegmentationScore:
-        labelled = confusion is not None
-        return SegmentationScore(miou=miou(confusion) if labelled else math.nan,
-                                 pixel_accuracy=pixel_accuracy(confusion) if labelled else math.nan,
-                                 pseudo_miou=pseudo_miou, fidelity=fidelity, total=len(self.images))
+    def _score(self, per_image: PerImage) -> SegmentationScore:
+        scores = {name: float(value[0]) for name, value in per_image.scores(per_image.values.sum(0)[None]).items()}
+        return SegmentationScore(**scores, total=len(self.images), per_image=per_image)
 
     def tally(self) -> SegmentationTally:
         """What the sensitivity scan accumulates per config, on this scorer's classes and masks."""
@@ -256,17 +319,13 @@ class SegmentationScorer:
             return se_score
         apply_tiles(self.model, config)
         self.model.eval()
-        confusion, pseudo, kl_sum, positions = None, None, 0.0, 0
+        rows = _PerImageRows(self.num_classes)
         with torch.inference_mode():
             for (inputs, masks), reference, reference_log_probs in zip(self._shown("scoring"), se_predictions, se_log_probs):
                 logits = self._logits(inputs)
-                found = self._predictions(logits)
-                confusion = self._add(confusion, found, masks)
-                agreement = confusion_matrix(found, reference.to(self.device).long(), self.num_classes, ignore_index=-1)
-                pseudo = agreement if pseudo is None else pseudo + agreement
                 kl = pixel_kl(reference_log_probs.to(self.device), pooled_log_probs(logits))
-                kl_sum, positions = kl_sum + float(kl.sum()), positions + kl.numel()
-        return self._score(confusion, pseudo_miou=miou(pseudo), fidelity=kl_sum / positions)
+                rows.add(self._predictions(logits), masks, reference.to(self.device), kl, self.ignore_index)
+        return self._score(rows.per_image())
 
 
 class SegmentationTally:

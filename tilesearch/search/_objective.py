@@ -27,6 +27,7 @@ from tilesearch.core import (
     get_metric,
     parse_tile,
 )
+from tilesearch.scoring import drop_interval
 from tilesearch.search._interruption import interruptible
 from tilesearch.search._settings import IDENTITY, RunSettings, first_difference, make_sampler
 from tilesearch.search._storage import make_storage
@@ -34,8 +35,9 @@ from tilesearch.search._study import config_key, measured_configs
 from tilesearch.search._surrogate import AdditiveSurrogate
 from tilesearch.search._tasks import ScoringParts, Task
 
-# What a trial keeps of its score: every metric, and the counts and sub-scores that come with them.
-SCORE_KEYS = (*METRICS, "correct", "total", "map50")
+# What a trial keeps of its score: every metric, the counts and sub-scores that come with them, and the
+# paired 95% interval of its drop versus SE on the same images (where the scorer keeps per-image statistics).
+SCORE_KEYS = (*METRICS, "correct", "total", "map50", "drop_ci_low", "drop_ci_high")
 
 
 @dataclass(eq=False)
@@ -67,6 +69,17 @@ class Search:
     def scorer(self):
         """The scorer on the search's images, made (images decoded) on first use and kept."""
         return self.parts.scorer_factory()
+
+    def drop_interval(self, score, scorer=None, metric: Metric | None = None) -> dict[str, float]:
+        """``drop_ci_low`` and ``drop_ci_high``: the paired bootstrap interval of ``score``'s drop in ``metric`` (the
+        search's by default) versus SE on the same images (``scorer``'s, the search's by default), in the metric's
+        unit; empty for a scorer that keeps no per-image statistics (a detector's mAP)."""
+        scorer, metric = scorer or self.scorer, metric or self.metric
+        reference = scorer.score(GAP)
+        if getattr(score, "per_image", None) is None or getattr(reference, "per_image", None) is None:
+            return {}
+        low, high = drop_interval(metric, reference.per_image, score.per_image, seed=self.settings.seed)
+        return {"drop_ci_low": low, "drop_ci_high": high}
 
     def load_data(self) -> None:
         """Decode the search's images and check the model's head against them (before a study is touched)."""
@@ -114,7 +127,7 @@ class Search:
         else:
             with interruptible():  # the long step: Ctrl-C abandons it, never a storage write (see _interruption)
                 score = self.scorer.score(tiles)
-            attrs = {**score.to_dict(), "trial": trial.number}
+            attrs = {**score.to_dict(), **self.drop_interval(score), "trial": trial.number}
         if self.surrogate is not None:
             attrs["predicted"] = self.surrogate.predict(tiles)
         attrs.update(

@@ -58,6 +58,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, metric: Metric, se_score: float |
         "trial": trial.number,
         "score": attrs[metric.name],
         "drop": None if se_score is None else metric.worse_by(se_score, attrs[metric.name]),
+        # The paired 95% interval of the drop, in points for percentages (the unit the summary shows).
+        **{key: metric.scale * attrs[key] for key in ("drop_ci_low", "drop_ci_high") if key in attrs},
         **{key: attrs[key] for key in SCORE_COLUMNS if key in attrs},
         "buffer": attrs["buffer"],
         "buffer_ratio": attrs["buffer"] / se_buffer,
@@ -85,7 +87,20 @@ def trials_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:
 
 
 def pareto_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:
-    return pd.DataFrame(_rows(study, front(study), se_buffer))
+    """The front, with what its intervals allow: a point whose drop interval includes zero is
+    indistinguishable from SE, and one whose interval overlaps a neighbour's is not told apart from it."""
+    rows = _rows(study, front(study), se_buffer)
+    for index, row in enumerate(rows):
+        if "drop_ci_low" not in row:
+            continue
+        row["indistinguishable_from_se"] = row["drop_ci_low"] <= 0 <= row["drop_ci_high"]
+        neighbours = [rows[i] for i in (index - 1, index + 1) if 0 <= i < len(rows) and "drop_ci_low" in rows[i]]
+        row["overlaps_neighbour"] = any(_overlap(row, other) for other in neighbours)
+    return pd.DataFrame(rows)
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["drop_ci_low"] <= b["drop_ci_high"] and b["drop_ci_low"] <= a["drop_ci_high"]
 
 
 def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str) -> Path:
@@ -107,6 +122,7 @@ def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str)
     if points:
         ax.plot([t.values[1] / 1e6 for t in points], [metric.scale * t.values[0] for t in points], "-o", c="tab:blue",
                 ms=5, drawstyle="steps-post", label="Pareto front")
+        _interval_bars(ax, points, metric, baseline_trial(study, "SE"))
     for label, marker, legend in (("SE", "*", "SE (all GAP)"), ("7xW", "D", "uniform 7xW")):
         trial = baseline_trial(study, label)
         if trial is not None:
@@ -122,6 +138,21 @@ def plot_pareto(study: optuna.Study, path: Path, budget: int | None, title: str)
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
     return path
+
+
+def _interval_bars(ax, points: list[optuna.trial.FrozenTrial], metric: Metric, se) -> None:
+    """Each front point's paired 95% interval, drawn on its score (SE's score minus the interval of the drop)."""
+    shown = [t for t in points if "drop_ci_low" in t.user_attrs]
+    if se is None or not shown:
+        return
+    reference = se.user_attrs[metric.name]
+    scores = [metric.scale * t.values[0] for t in shown]
+    bounds = [sorted(metric.scale * metric.worsened(reference, t.user_attrs[key]) for key in ("drop_ci_low", "drop_ci_high"))
+              for t in shown]
+    errors = [[max(score - low, 0.0) for score, (low, _) in zip(scores, bounds)],
+              [max(high - score, 0.0) for score, (_, high) in zip(scores, bounds)]]
+    ax.errorbar([t.values[1] / 1e6 for t in shown], scores, yerr=errors, fmt="none", ecolor="tab:blue", alpha=0.6,
+                capsize=2, label="95% interval (paired bootstrap)")
 
 
 def write_outputs(

@@ -149,6 +149,28 @@ def test_pareto_command_reads_the_front_from_storage(demo_val, tmp_path):
     assert "Pareto front" in result.stdout
 
 
+def test_pareto_holdout_scores_the_whole_front_on_held_out_images(demo_val, tmp_path):
+    assert runner.invoke(app, run_args(demo_val, tmp_path, "--n-trials", "6", "--study-name", "s")).exit_code == 0
+    result = runner.invoke(app, ["pareto", str(tmp_path / "s"), "--holdout"])
+    assert result.exit_code == 0, result.output
+    held_out = pd.read_csv(tmp_path / "s" / "pareto_holdout.csv")
+    front = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    assert list(held_out["trial"]) == list(front["trial"]) and (tmp_path / "s" / "pareto_holdout.png").is_file()
+    holdout = yaml.safe_load((tmp_path / "s" / "holdout.yaml").read_text())
+    best = held_out[held_out["trial"] == holdout["best"]["trial"]].iloc[0]
+    assert best["accuracy"] == pytest.approx(holdout["best"]["accuracy"])  # the same 80 held-out images
+    assert (held_out["drop_ci_low"] <= held_out["drop"] + 1e-9).all() and (held_out["drop"] <= held_out["drop_ci_high"] + 1e-9).all()
+    assert "held out" in result.stdout
+
+
+def test_pareto_holdout_of_a_run_without_held_out_images_is_refused(demo_val, tmp_path):
+    args = run_args(demo_val, tmp_path, "--n-trials", "3", "--study-name", "s")
+    args[args.index("--val-subset") + 1] = "160"  # every image: nothing held out
+    assert runner.invoke(app, args).exit_code == 0
+    assert_user_error(runner.invoke(app, ["pareto", str(tmp_path / "s"), "--holdout"]), "no held-out images")
+    assert not (tmp_path / "s" / "pareto_holdout.csv").exists()
+
+
 def test_api_run_search(demo_val, tmp_path):
     settings = RunSettings(model=DEMO_MODEL_NAME, data=str(demo_val), val_subset=40, space="uniform")
     result = run_search(prepare_search(settings, out_dir=tmp_path), n_trials=4, show_progress=False)

@@ -122,6 +122,19 @@ def _held_out_line(holdout: dict) -> str:
     return f"held-out ({holdout['images']} images): {shown.name} " + ", ".join(parts)
 
 
+def print_holdout_front(frame, metric: Metric, run_dir: Path) -> None:
+    """The front scored on held-out images, beside its scores on the search's images."""
+    table = _table("the front on held-out images", ["trial", "search images", "held out", "drop vs SE", "95% interval",
+                                                     "buffer"])
+    for row in frame.to_dict("records"):
+        interval = "-" if row["drop_ci_low"] is None or row["drop_ci_low"] != row["drop_ci_low"] else (
+            f"[{row['drop_ci_low']:.3g}, {row['drop_ci_high']:.3g}]" + (" ≈SE" if row["drop_ci_low"] <= 0 else ""))
+        table.add_row(str(row["trial"]), metric.format(row["search_score"]), metric.format(row[metric.name]),
+                      f"{row['drop']:.3g}", interval, format_count(row["buffer"]))
+    console.print(table)
+    console.print(f"written: {run_dir / 'pareto_holdout.csv'}, {run_dir / 'pareto_holdout.png'}")
+
+
 def print_finetune(metrics: dict, run_dir: Path) -> None:
     metric = get_metric(metrics["metric"])
     console.print(

@@ -36,7 +36,14 @@ from tilesearch.cli._options import (
     with_options,
 )
 from tilesearch.cli._parse import check_positive, compute_options, model_options
-from tilesearch.cli._render import console, print_finetune, print_plan, print_sensitivity, print_summary
+from tilesearch.cli._render import (
+    console,
+    print_finetune,
+    print_holdout_front,
+    print_plan,
+    print_sensitivity,
+    print_summary,
+)
 from tilesearch.core import CLASSIFIER, TilesearchError, get_metric, load_profile
 from tilesearch.data import image_folder
 from tilesearch.demo import DEFAULT_DEMO, DEMOS, get_demo
@@ -47,6 +54,7 @@ from tilesearch.search import (
     blocks_from_run,
     check_trial_budget,
     completed_trials,
+    holdout_front,
     join_study,
     load_study_of_run,
     plan_search,
@@ -242,7 +250,12 @@ def worker(
                   f"{study_target(joined)} complete; outputs in {search.run_dir}/")
 
 
-def pareto(run_dir: RunDir) -> None:
+def pareto(
+    run_dir: RunDir,
+    holdout: Annotated[bool, typer.Option(
+        "--holdout", help="Also score every front point on the held-out images (cached decoding, progress bar): "
+                          "pareto_holdout.csv and pareto_holdout.png, beside the search's front.")] = False,
+) -> None:
     """Print the feasible Pareto front from the study's storage and refresh the run folder's files."""
     document = read_run_file(run_dir)
     study = load_study_of_run(document)
@@ -254,6 +267,9 @@ def pareto(run_dir: RunDir) -> None:
     )
     done = len(completed_trials(study))
     print_summary(RunResult(Path(run_dir), study, done, done, False, written, None), document)
+    if holdout:
+        search = prepare_resume(run_dir)
+        print_holdout_front(holdout_front(search, study), get_metric(search.report_metric), Path(run_dir))
 
 
 @with_options(WEIGHTS, PREPROCESSING, COMPUTE)

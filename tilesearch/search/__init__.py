@@ -12,7 +12,8 @@ from tilesearch.search._objective import SCORE_KEYS, Search
 from tilesearch.search._prepare import SearchPlan, plan_search, check_settings, prepare_resume, prepare_search, save_run
 from tilesearch.search._results import baseline_trial, best_trial, front, pareto_frame, trials_frame, write_outputs
 from tilesearch.search._run_folder import blocks_from_run, load_study_of_run, read_run_file
-from tilesearch.search._runner import RunResult, check_trial_budget, holdout_report, run_search, write_search_outputs
+from tilesearch.search._holdout import holdout_front, holdout_report
+from tilesearch.search._runner import RunResult, check_trial_budget, run_search, write_search_outputs
 from tilesearch.search._seeding import seed_from_surrogate, surrogate_error
 from tilesearch.search._sensitivity import saved_sensitivity, sensitivity_for
 from tilesearch.search._settings import (
@@ -58,6 +59,7 @@ __all__ = [
     "default_study_name",
     "front",
     "front_configs",
+    "holdout_front",
     "holdout_report",
     "is_journal",
     "join_study",

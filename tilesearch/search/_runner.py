@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 
-from tilesearch.core import GAP, Metric, TilesearchError, get_metric, write_text_atomically
+from tilesearch.core import TilesearchError
 from tilesearch.search._objective import Search
 from tilesearch.search._prepare import save_run
-from tilesearch.search._results import baseline_trial, best_trial, write_outputs
+from tilesearch.search._holdout import holdout_report
+from tilesearch.search._results import best_trial, write_outputs
 from tilesearch.search._seeding import seed_from_surrogate
-from tilesearch.search._settings import run_caveats, scored_on
+from tilesearch.search._settings import run_caveats
 from tilesearch.search._study import add_to_target, completed_trials, set_target, study_metric, study_target
 from tilesearch.search._workers import run_workers, work
 
@@ -118,46 +118,3 @@ def run_search(
     holdout = holdout_report(search, study) if finished and report_holdout else None
     return RunResult(search.run_dir, study, before, len(completed_trials(study)), not finished, written, holdout,
                      problems, target, search.scorer.images.skipped)
-
-
-def _held_out_entry(search: Search, scorer, trial: optuna.trial.FrozenTrial, metric: Metric, se_value: float) -> dict:
-    """A trial's config scored on the held-out images: its buffer, scores, drop versus SE and the drop's paired
-    95% interval (where the scorer keeps per-image statistics), in points for percentages."""
-    score = scorer.score(trial.user_attrs["tiles"])
-    entry = {"trial": trial.number, "buffer": trial.user_attrs["buffer"], **score.to_dict(),
-             "drop": metric.scale * metric.worse_by(se_value, getattr(score, metric.name))}
-    interval = search.drop_interval(score, scorer, metric)
-    if interval:
-        entry["drop_ci"] = [metric.scale * interval["drop_ci_low"], metric.scale * interval["drop_ci_high"]]
-    return entry
-
-
-def holdout_report(search: Search, study: optuna.Study) -> dict | None:
-    """SE and the best config on images the search never saw: the rest of --data, or --holdout. A search on
-    synthesised images has none, and its holdout.yaml says so."""
-    best = best_trial(study)
-    if best is None:
-        return None
-    if search.settings.data is None:
-        report = {"images": 0, "source": None, "note": scored_on(search.settings.to_dict()), "skipped": []}
-        write_text_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
-        return report
-    scorer = search.holdout_scorer()
-    if scorer is None:
-        return None
-    metric = get_metric(search.report_metric)
-    se = scorer.score(GAP)
-    report = {
-        "images": len(scorer.images),
-        "source": str(search.settings.holdout or search.settings.data),
-        "metric": search.report_metric,
-        "drop_unit": "points" if metric.unit == "%" else metric.unit,  # of every entry's drop and drop_ci
-        "se": {"buffer": search.se_total, **se.to_dict()},
-    }
-    uniform = baseline_trial(study, "7xW")  # the paper's recipe, when the space has it
-    for label, trial in (("best", best), ("uniform_7xW", uniform)):
-        if trial is not None:
-            report[label] = _held_out_entry(search, scorer, trial, metric, getattr(se, metric.name))
-    report["skipped"] = list(scorer.images.skipped)  # unreadable images not in the report
-    write_text_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
-    return report

@@ -105,7 +105,7 @@ def _plot_both_fronts(frame: pd.DataFrame, search: Search, metric: Metric, se_va
     ax.axhline(metric.scale * se_value, ls=":", c="k", label="SE, held out")
     ax.set_xlabel("network buffer (M elements)")
     ax.set_ylabel(f"{metric.label} ({metric.unit})")
-    ax.set_title(f"{search.settings.model}: {search.study_name}, front held out")
+    ax.set_title(f"{search.study_name}\nthe front on held-out images (bars: paired 95% intervals)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -225,7 +225,7 @@ def test_eval_scores_a_segmenter_with_and_without_masks(seg_folder):
     score = json.loads(labelled.stdout)
     assert score["miou"] == score["se_miou"] and score["pseudo_miou"] == 1.0 and score["fidelity"] == 0.0
     unlabelled = json.loads(runner.invoke(app, base + ["--tile", "1x1"]).stdout)
-    assert unlabelled["miou"] != unlabelled["miou"]  # NaN: no masks
+    assert unlabelled["miou"] is None and unlabelled["pixel_accuracy"] is None  # no masks: null in the JSON
     assert unlabelled["buffer"] < unlabelled["se_buffer"]
 
 
@@ -342,3 +342,23 @@ def test_a_one_channel_segmenter_is_scored_as_two_classes(tmp_path):
     pretrained = runner.invoke(app, ["eval", "--model", "smp:Unet/tu-efficientnet_b0", "--data", str(tmp_path / "images"),
                                      "--tile", "GAP"])
     assert_user_error(pretrained, "encoder weights only", "--checkpoint")
+
+
+def test_batches_are_capped_by_input_pixels():
+    from tilesearch.scoring import segmentation_batch_size
+
+    assert segmentation_batch_size(64, (1024, 2048)) == 1  # Cityscapes: one image per forward
+    assert segmentation_batch_size(256, (520, 520)) == 7
+    assert segmentation_batch_size(64, (64, 96)) == 64  # small inputs keep the requested batch
+
+
+def test_a_segmenter_finetune_takes_masks_not_annotations(seg_folder, tmp_path):
+    out = tmp_path / "runs"
+    assert runner.invoke(app, _seg_args(seg_folder, out) + ["--n-trials", "2", "--val-subset", "6",
+                                                           "--strategy", "sampler"]).exit_code == 0
+    (run_dir,) = out.iterdir()
+    train = str(seg_folder / "train" / "images")
+    assert_user_error(runner.invoke(app, ["finetune", str(run_dir), "--train-data", train, "--train-annotations", "x.json"]),
+                      "--train-annotations is for detectors", "segmenter")
+    assert_user_error(runner.invoke(app, ["finetune", str(run_dir), "--train-data", train]), "--train-masks")
+    assert not (run_dir / "final").exists()

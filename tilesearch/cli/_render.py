@@ -73,7 +73,7 @@ def print_summary(result, document: dict) -> None:
                    ["trial", metric.name, "drop vs SE", "95% interval", "buffer", "vs SE", "extra MACs"])
     for row in frame.to_dict("records"):
         drop = "-" if row["drop"] is None or row["drop"] != row["drop"] else metric.format_drop(row["drop"])
-        table.add_row(str(row["trial"]), metric.format(row["score"]), drop, _interval_cell(row), format_count(row["buffer"]),
+        table.add_row(str(row["trial"]), metric.format(row["score"]), drop, _interval_cell(row, metric), format_count(row["buffer"]),
                       f"{row['buffer_ratio']:.1%}", format_count(row["extra_macs"]))
     console.print(table)
     if "overlaps_neighbour" in frame and len(frame) > 1 and frame["overlaps_neighbour"].mean() >= 0.5:
@@ -100,13 +100,14 @@ def print_summary(result, document: dict) -> None:
         console.print(f"[bold yellow]note:[/] {caveat}")
 
 
-def _interval_cell(row: dict) -> str:
+def _interval_cell(row: dict, metric: Metric) -> str:
     """The drop's paired 95% interval (points for percentages), ``≈SE`` when it includes zero, ``~`` when it
     overlaps a neighbour's."""
-    if row.get("drop_ci_low") is None or row["drop_ci_low"] != row["drop_ci_low"]:
+    low, high = row.get("drop_ci_low"), row.get("drop_ci_high")
+    if low is None or low != low:
         return "-"
-    marks = (" ≈SE" if row["indistinguishable_from_se"] else "") + (" ~" if row["overlaps_neighbour"] else "")
-    return f"[{row['drop_ci_low']:.3g}, {row['drop_ci_high']:.3g}]{marks}"
+    marks = (" ≈SE" if low <= 0 <= high else "") + (" ~" if row.get("overlaps_neighbour") else "")
+    return f"[{metric.scale * low:.3g}, {metric.scale * high:.3g}]{marks}"
 
 
 def _held_out_line(holdout: dict) -> str:
@@ -127,10 +128,8 @@ def print_holdout_front(frame, metric: Metric, run_dir: Path) -> None:
     table = _table("the front on held-out images", ["trial", "search images", "held out", "drop vs SE", "95% interval",
                                                      "buffer"])
     for row in frame.to_dict("records"):
-        interval = "-" if row["drop_ci_low"] is None or row["drop_ci_low"] != row["drop_ci_low"] else (
-            f"[{row['drop_ci_low']:.3g}, {row['drop_ci_high']:.3g}]" + (" ≈SE" if row["drop_ci_low"] <= 0 else ""))
         table.add_row(str(row["trial"]), metric.format(row["search_score"]), metric.format(row[metric.name]),
-                      f"{row['drop']:.3g}", interval, format_count(row["buffer"]))
+                      metric.format_drop(row["drop"]), _interval_cell(row, metric), format_count(row["buffer"]))
     console.print(table)
     console.print(f"written: {run_dir / 'pareto_holdout.csv'}, {run_dir / 'pareto_holdout.png'}")
 
@@ -164,7 +163,7 @@ def print_eval(model: str, result: dict) -> None:
                       f"of {format_count(result['se_buffer'])} elements")
         return
     if "se_miou" in result:
-        labelled = result["miou"] == result["miou"]  # NaN without masks
+        labelled = result["miou"] is not None  # None without masks
         scores = (f"mIoU {100 * result['miou']:.2f}% (SE {100 * result['se_miou']:.2f}%), pixel accuracy "
                   f"{100 * result['pixel_accuracy']:.2f}%, " if labelled else "")
         console.print(f"{model}: {scores}pseudo-mIoU vs SE {100 * result['pseudo_miou']:.2f}%, fidelity "

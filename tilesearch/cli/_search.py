@@ -47,7 +47,7 @@ from tilesearch.cli._render import (
 from tilesearch.core import CLASSIFIER, TilesearchError, get_metric, load_profile
 from tilesearch.data import image_folder
 from tilesearch.demo import DEFAULT_DEMO, DEMOS, get_demo
-from tilesearch.deploy import FINETUNE_DEFAULTS, check_finetune_args, check_train_data, finetune
+from tilesearch.deploy import FINETUNE_DEFAULTS, check_finetune_args, check_train_data, finetune, train_labels
 from tilesearch.search import (
     RunResult,
     RunSettings,
@@ -167,7 +167,7 @@ def run(
     search = prepare_search(settings, out_dir=out, study_name=study_name, storage=storage, parallel=workers > 1,
                             memory_check=not options["skip_memory_check"])
     if train_data is not None:  # fails before the search, not after it
-        check_train_data(search, train_data, options["train_annotations"] or options["train_masks"])
+        check_train_data(search, train_data, train_labels(search, options["train_annotations"], options["train_masks"]))
     result = run_search(search, n_trials=n_trials, timeout=timeout, workers=workers)
     finish(result)
     if train_data is not None:

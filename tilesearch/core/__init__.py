@@ -23,7 +23,7 @@ from tilesearch.core._cost import (
 from tilesearch.core._errors import DataError, StudyError, TilesearchError, TilesearchWarning, UnknownNameError, first_line
 from tilesearch.core._files import atomic_path, staged_files, write_text_atomically
 from tilesearch.core._metrics import CLASSIFIER, DETECTOR, METRICS, SEGMENTER, Metric, get_metric, metrics_for
-from tilesearch.core._sizes import InputSize, format_input_size, parse_input_size
+from tilesearch.core._sizes import InputSize, parse_input_size
 from tilesearch.core._spaces import GROUPINGS, Param, SearchSpace, available_spaces, distinct_choices, load_space
 from tilesearch.core._tiles import ACCEPTED_FORMS, GAP, TileChoice, TileConfig, TileSpec, parse_tile, tile_config
 from tilesearch.core._yaml import parse_yaml, read_yaml
@@ -63,7 +63,6 @@ __all__ = [
     "distinct_choices",
     "first_line",
     "format_count",
-    "format_input_size",
     "get_metric",
     "is_share",
     "load_config",

@@ -33,7 +33,3 @@ def parse_input_size(value: str | int | tuple[int, int] | list[int] | None) -> I
         raise TilesearchError(f"invalid input size {value!r}: expected {_ACCEPTED}")
     return sides
 
-
-def format_input_size(size: InputSize) -> str:
-    """(1024, 2048) -> ``1024x2048``, the form :func:`parse_input_size` reads back."""
-    return f"{size[0]}x{size[1]}"

@@ -12,11 +12,14 @@ from tilesearch.deploy._training import (
     TRAININGS,
     ClassifierTraining,
     DetectorTraining,
+    SegmenterTraining,
     Training,
     check_finetune_args,
     check_train_data,
     detection_loss,
+    segmentation_loss,
     train_epochs,
+    train_labels,
     training_for,
 )
 
@@ -27,6 +30,7 @@ __all__ = [
     "Choice",
     "ClassifierTraining",
     "DetectorTraining",
+    "SegmenterTraining",
     "Training",
     "check_finetune_args",
     "check_train_data",
@@ -39,6 +43,8 @@ __all__ = [
     "onnx_parity",
     "report_scorer",
     "save_weights",
+    "segmentation_loss",
     "train_epochs",
+    "train_labels",
     "training_for",
 ]

@@ -11,7 +11,14 @@ from torch import nn
 
 from tilesearch.core import GAP, atomic_path, buffer_report, config_document, load_config, save_config
 from tilesearch.deploy._choice import choose_config
-from tilesearch.deploy._training import FINETUNE_DEFAULTS, check_finetune_args, check_train_data, train_epochs, training_for
+from tilesearch.deploy._training import (
+    FINETUNE_DEFAULTS,
+    check_finetune_args,
+    check_train_data,
+    train_epochs,
+    train_labels,
+    training_for,
+)
 from tilesearch.nn import apply_tiles
 from tilesearch.search import Search, prepare_resume
 
@@ -44,17 +51,18 @@ def finetune(
     check_finetune_args(epochs, lr, batch_size, train_subset)
     choice = choose_config(run_dir, trial, config)
     search = prepare_resume(run_dir)
-    train_labels = train_annotations if train_annotations is not None else train_masks
-    check_train_data(search, train_data, train_labels)
+    labels = train_labels(search, train_annotations, train_masks)
+    check_train_data(search, train_data, labels)
     scorer = report_scorer(search)
     model, metric = scorer.model, search.report_metric
-    count, loss_of = training_for(search).prepare(search, model, train_data, train_labels, train_subset, seed,
+    training = training_for(search)
+    count, loss_of = training.prepare(search, model, train_data, labels, train_subset, seed,
                                                   scorer.device)
     se = scorer.score(GAP)  # before training: the SE references come from the original weights
     before = scorer.score(choice.tiles)
     apply_tiles(model, choice.tiles)
     started = time.perf_counter()
-    losses = train_epochs(model, count, loss_of, epochs, lr, batch_size, seed)
+    losses = train_epochs(model, count, loss_of, epochs, lr, training.batch_size(search, batch_size), seed)
     seconds = time.perf_counter() - started
     after = scorer.score(choice.tiles)
     report = buffer_report(search.blocks, choice.tiles, search.profile)

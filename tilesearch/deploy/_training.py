@@ -32,7 +32,7 @@ from tilesearch.data import (
     segmentation_pairs,
     stratified_split,
 )
-from tilesearch.scoring import model_num_classes, segmentation_logits, segmenter_classes
+from tilesearch.scoring import model_num_classes, segmentation_batch_size, segmentation_logits, segmenter_classes
 from tilesearch.search import Search
 
 FINETUNE_DEFAULTS = {"epochs": 5, "train_subset": 0.1, "lr": 0.01}
@@ -63,6 +63,12 @@ def _subset_size(train_subset: float, total: int) -> int:
 class Training:
     """How one task fine-tunes; subclasses fill in the two methods."""
 
+    labels_flag: str | None = None  # the option naming the training labels that are not in train_data itself
+
+    def batch_size(self, search: Search, requested: int) -> int:
+        """The training batch a forward and backward can hold."""
+        return requested
+
     def check_data(self, search: Search, train_data: str | Path, train_labels: str | Path | None) -> None:
         """Training data of the wrong kind fails before a search or fine-tune starts.
 
@@ -79,9 +85,6 @@ class ClassifierTraining(Training):
     """Cross-entropy on an ImageFolder with the validation data's classes."""
 
     def check_data(self, search, train_data, train_labels) -> None:
-        if train_labels is not None:
-            raise TilesearchError(f"--train-annotations and --train-masks are for detectors and segmenters, not the "
-                                  f"classifier {search.settings.model!r}")
         image_folder(train_data)
 
     def prepare(self, search, model, train_data, train_labels, train_subset, seed, device):
@@ -112,6 +115,8 @@ class ClassifierTraining(Training):
 
 class DetectorTraining(Training):
     """effdet's training bench (anchor labels, focal and box loss) on COCO data, boxes mirrored with the flips."""
+
+    labels_flag = "--train-annotations"
 
     def check_data(self, search, train_data, train_labels) -> None:
         if train_labels is None:
@@ -153,6 +158,12 @@ def detection_loss(model: nn.Module, images: DetectionImages, boxes: Tensor, cla
 class SegmenterTraining(Training):
     """Per-pixel cross-entropy (the ignore index skipped) on images and masks, each mask flipped with its image."""
 
+    labels_flag = "--train-masks"
+
+    def batch_size(self, search: Search, requested: int) -> int:
+        """Capped like scoring's, by input pixels: one image per step at 1024x2048."""
+        return segmentation_batch_size(requested, search.preprocessing.input_size)
+
     def check_data(self, search, train_data, train_labels) -> None:
         if train_labels is None:
             raise TilesearchError("a segmenter fine-tunes on images and their masks: give --train-masks MASKS_DIR "
@@ -193,6 +204,18 @@ TRAININGS: dict[str, Training] = {
 
 def training_for(search: Search) -> Training:
     return TRAININGS[search.task.name]
+
+
+def train_labels(search: Search, train_annotations: str | Path | None = None,
+                 train_masks: str | Path | None = None) -> str | Path | None:
+    """The training labels the run's task takes (a detector's annotations, a segmenter's masks); the other task's
+    option is refused in one line."""
+    wanted = training_for(search).labels_flag
+    for flag, value in (("--train-annotations", train_annotations), ("--train-masks", train_masks)):
+        if value is not None and flag != wanted:
+            kind = "detectors (effdet models)" if flag == "--train-annotations" else "segmenters"
+            raise TilesearchError(f"{flag} is for {kind}, not the {search.task.name} {search.settings.model!r}")
+    return train_annotations if wanted == "--train-annotations" else train_masks
 
 
 def check_train_data(search: Search, train_data: str | Path, train_labels: str | Path | None = None) -> None:

@@ -175,6 +175,6 @@ def evaluate_segmentation(
                                  num_classes=segmenter_classes(model, size), strict=strict_data)
     scorer = SegmentationScorer(model, images, *segmenter_normalisation(model, mean, std), batch_size=batch_size,
                                 device=device, num_classes=images.num_classes, ignore_index=ignore_index, progress=True)
-    se = scorer.score(GAP)
-    return {**scorer.score(config).to_dict(), "se_miou": se.miou, "se_pixel_accuracy": se.pixel_accuracy,
+    se = scorer.score(GAP).to_dict()
+    return {**scorer.score(config).to_dict(), "se_miou": se["miou"], "se_pixel_accuracy": se["pixel_accuracy"],
             **_cost_fields(config, report), "skipped": images.skipped}

@@ -45,7 +45,7 @@ def drop_interval(metric: Metric, se: PerImage, config: PerImage, resamples: int
     weights = resample_weights(len(se), resamples, seed)
     reference = se.scores(weights @ se.values)[metric.name]
     value = config.scores(weights @ config.values)[metric.name]
-    drops = metric.sign * (reference - value)
+    drops = metric.worse_by(reference, value)  # elementwise over the resamples
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(drops, [tail, 100 - tail])
     return float(low) + 0.0, float(high) + 0.0

@@ -120,7 +120,9 @@ class SegmentationScore:
     per_image: PerImage | None = field(default=None, repr=False, compare=False)  # for paired intervals
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in ("miou", "pixel_accuracy", "pseudo_miou", "fidelity", "total")}
+        """The scores, None for those without masks (JSON has no NaN)."""
+        fields = ("miou", "pixel_accuracy", "pseudo_miou", "fidelity", "total")
+        return {name: None if getattr(self, name) != getattr(self, name) else getattr(self, name) for name in fields}
 
 
 class _PerImageRows:

@@ -19,15 +19,22 @@ from tilesearch.search._results import baseline_trial, best_trial, front
 from tilesearch.search._settings import scored_on
 
 
-def _held_out_entry(search: Search, scorer, trial: optuna.trial.FrozenTrial, metric: Metric, se_value: float) -> dict:
+def _held_out_row(search: Search, scorer, trial: optuna.trial.FrozenTrial, metric: Metric, se) -> dict:
     """A trial's config scored on the held-out images: its buffer, scores, drop versus SE and the drop's paired
-    95% interval (where the scorer keeps per-image statistics), in points for percentages."""
+    95% interval (``drop_ci_low``, ``drop_ci_high``, where the scorer keeps per-image statistics), raw units."""
     score = scorer.score(trial.user_attrs["tiles"])
-    entry = {"trial": trial.number, "buffer": trial.user_attrs["buffer"], **score.to_dict(),
-             "drop": metric.scale * metric.worse_by(se_value, getattr(score, metric.name))}
-    interval = search.drop_interval(score, scorer, metric)
-    if interval:
-        entry["drop_ci"] = [metric.scale * interval["drop_ci_low"], metric.scale * interval["drop_ci_high"]]
+    return {"trial": trial.number, "buffer": trial.user_attrs["buffer"], **score.to_dict(),
+            "drop": metric.worse_by(getattr(se, metric.name), getattr(score, metric.name)),
+            **search.drop_interval(score, se, metric)}
+
+
+def _held_out_entry(search: Search, scorer, trial: optuna.trial.FrozenTrial, metric: Metric, se) -> dict:
+    """:func:`_held_out_row` as ``holdout.yaml`` keeps it: drop and ``drop_ci`` in points for percentages."""
+    row = _held_out_row(search, scorer, trial, metric, se)
+    entry = {key: value for key, value in row.items() if not key.startswith("drop_ci")}
+    entry["drop"] = metric.scale * row["drop"]
+    if "drop_ci_low" in row:
+        entry["drop_ci"] = [metric.scale * row["drop_ci_low"], metric.scale * row["drop_ci_high"]]
     return entry
 
 
@@ -56,7 +63,7 @@ def holdout_report(search: Search, study: optuna.Study) -> dict | None:
     uniform = baseline_trial(study, "7xW")  # the paper's recipe, when the space has it
     for label, trial in (("best", best), ("uniform_7xW", uniform)):
         if trial is not None:
-            report[label] = _held_out_entry(search, scorer, trial, metric, getattr(se, metric.name))
+            report[label] = _held_out_entry(search, scorer, trial, metric, se)
     report["skipped"] = list(scorer.images.skipped)  # unreadable images not in the report
     write_text_atomically(search.run_dir / "holdout.yaml", yaml.safe_dump(report, sort_keys=False))
     return report
@@ -72,15 +79,19 @@ def holdout_front(search: Search, study: optuna.Study, show_progress: bool = Tru
         reason = (scored_on(search.settings.to_dict()) if search.settings.data is None else
                   "--val-subset took every image of --data")
         raise TilesearchError(f"run {str(search.run_dir)!r} has no held-out images: {reason}")
+    points = front(study)
+    if not points:
+        raise TilesearchError(f"run {str(search.run_dir)!r} has no feasible trial yet: its front is empty")
     metric = get_metric(search.report_metric)
-    se_value = getattr(scorer.score(GAP), metric.name)
+    se = scorer.score(GAP)
+    se_value = getattr(se, metric.name)
     rows = []
-    for trial in track(front(study), description="scoring the front on held-out images", transient=True,
+    for trial in track(points, description="scoring the front on held-out images", transient=True,
                        disable=not show_progress):
-        entry = _held_out_entry(search, scorer, trial, metric, se_value)
-        low, high = entry.get("drop_ci", (None, None))
-        rows.append({"trial": trial.number, "buffer": entry["buffer"], "search_score": trial.values[0],
-                     metric.name: entry[metric.name], "drop": entry["drop"], "drop_ci_low": low, "drop_ci_high": high})
+        row = _held_out_row(search, scorer, trial, metric, se)
+        rows.append({"trial": trial.number, "buffer": row["buffer"], "search_score": trial.user_attrs.get(metric.name),
+                     metric.name: row[metric.name], "drop": row["drop"], "drop_ci_low": row.get("drop_ci_low"),
+                     "drop_ci_high": row.get("drop_ci_high")})
     frame = pd.DataFrame(rows)
     write_text_atomically(search.run_dir / "pareto_holdout.csv", frame.to_csv(index=False))
     _plot_both_fronts(frame, search, metric, se_value, len(scorer.images))
@@ -97,7 +108,7 @@ def _plot_both_fronts(frame: pd.DataFrame, search: Search, metric: Metric, se_va
             label=f"front on the search's {search.settings.val_subset} images")
     held_out = metric.scale * frame[metric.name]
     if frame["drop_ci_low"].notna().all():  # SE's held-out score minus the drop's interval, in the shown unit
-        bounds = [metric.scale * se_value - metric.sign * frame[key] for key in ("drop_ci_low", "drop_ci_high")]
+        bounds = [metric.scale * metric.worsened(se_value, frame[key]) for key in ("drop_ci_low", "drop_ci_high")]
         lower, upper = pd.concat(bounds, axis=1).min(axis=1), pd.concat(bounds, axis=1).max(axis=1)
         ax.errorbar(buffers, held_out, yerr=[(held_out - lower).clip(lower=0), (upper - held_out).clip(lower=0)],
                     fmt="none", ecolor="tab:green", capsize=2)

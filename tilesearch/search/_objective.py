@@ -70,15 +70,21 @@ class Search:
         """The scorer on the search's images, made (images decoded) on first use and kept."""
         return self.parts.scorer_factory()
 
-    def drop_interval(self, score, scorer=None, metric: Metric | None = None) -> dict[str, float]:
+    @functools.cached_property
+    def se_score(self):
+        """SE on the search's images: the reference of every trial's drop interval (computed once)."""
+        return self.scorer.score(GAP)
+
+    def drop_interval(self, score, reference=None, metric: Metric | None = None) -> dict[str, float]:
         """``drop_ci_low`` and ``drop_ci_high``: the paired bootstrap interval of ``score``'s drop in ``metric`` (the
-        search's by default) versus SE on the same images (``scorer``'s, the search's by default), in the metric's
-        unit; empty for a scorer that keeps no per-image statistics (a detector's mAP)."""
-        scorer, metric = scorer or self.scorer, metric or self.metric
-        reference = scorer.score(GAP)
-        if getattr(score, "per_image", None) is None or getattr(reference, "per_image", None) is None:
+        search's by default) versus ``reference``, SE's score on the same images (the search's by default), in the
+        metric's unit; empty for a scorer that keeps no per-image statistics (a detector's mAP)."""
+        if getattr(score, "per_image", None) is None:
             return {}
-        low, high = drop_interval(metric, reference.per_image, score.per_image, seed=self.settings.seed)
+        reference = self.se_score if reference is None else reference
+        if getattr(reference, "per_image", None) is None:
+            return {}
+        low, high = drop_interval(metric or self.metric, reference.per_image, score.per_image, seed=self.settings.seed)
         return {"drop_ci_low": low, "drop_ci_high": high}
 
     def load_data(self) -> None:

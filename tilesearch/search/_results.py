@@ -58,8 +58,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, metric: Metric, se_score: float |
         "trial": trial.number,
         "score": attrs[metric.name],
         "drop": None if se_score is None else metric.worse_by(se_score, attrs[metric.name]),
-        # The paired 95% interval of the drop, in points for percentages (the unit the summary shows).
-        **{key: metric.scale * attrs[key] for key in ("drop_ci_low", "drop_ci_high") if key in attrs},
+        # The paired 95% interval of the drop, in the unit of ``drop``.
+        **{key: attrs[key] for key in ("drop_ci_low", "drop_ci_high") if key in attrs},
         **{key: attrs[key] for key in SCORE_COLUMNS if key in attrs},
         "buffer": attrs["buffer"],
         "buffer_ratio": attrs["buffer"] / se_buffer,

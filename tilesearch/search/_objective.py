@@ -133,6 +133,8 @@ class Search:
         else:
             with interruptible():  # the long step: Ctrl-C abandons it, never a storage write (see _interruption)
                 score = self.scorer.score(tiles)
+            if all(tile == "GAP" for tile in tiles.values()):
+                self.__dict__.setdefault("se_score", score)  # the SE baseline is the intervals' reference: no rescoring
             attrs = {**score.to_dict(), **self.drop_interval(score), "trial": trial.number}
         if self.surrogate is not None:
             attrs["predicted"] = self.surrogate.predict(tiles)

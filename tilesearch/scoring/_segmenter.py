@@ -299,12 +299,6 @@ class SegmentationScorer:
                 rows.add(found, masks, found, pixel_kl(pooled, pooled), self.ignore_index)  # SE against itself
         return predictions, log_probs, self._score(rows.per_image())
 
-    def _add(self, confusion: Tensor | None, predictions: Tensor, masks: Tensor | None) -> Tensor | None:
-        if masks is None:
-            return None
-        found = confusion_matrix(predictions, masks, self.num_classes, self.ignore_index)
-        return found if confusion is None else confusion + found
-
     def _score(self, per_image: PerImage) -> SegmentationScore:
         scores = {name: float(value[0]) for name, value in per_image.scores(per_image.values.sum(0)[None]).items()}
         return SegmentationScore(**scores, total=len(self.images), per_image=per_image)
@@ -331,25 +325,23 @@ class SegmentationScorer:
 
 
 class SegmentationTally:
-    """A segmenter's scan scores of one config: mIoU and pixel accuracy (with masks), pseudo-mIoU and fidelity."""
+    """A segmenter's scan scores of one config: mIoU and pixel accuracy (with masks), pseudo-mIoU and fidelity,
+    accumulated per image and scored by the same formula as :meth:`SegmentationScorer.score`."""
 
     def __init__(self, scorer: SegmentationScorer) -> None:
         self.scorer = scorer
-        self.confusion: Tensor | None = None
-        self.pseudo: Tensor | None = None
-        self.kl, self.positions = 0.0, 0
+        self.rows: _PerImageRows | None = None
 
     def add(self, reference, output, masks: Tensor | None) -> None:
         scorer = self.scorer
         reference_logits, logits = segmentation_logits(reference), scorer._logits_checked(segmentation_logits(output))
-        found = scorer._predictions(logits)
-        self.confusion = scorer._add(self.confusion, found, masks)
-        agreement = confusion_matrix(found, scorer._predictions(reference_logits), scorer.num_classes, ignore_index=-1)
-        self.pseudo = agreement if self.pseudo is None else self.pseudo + agreement
         kl = pixel_kl(pooled_log_probs(reference_logits), pooled_log_probs(logits))
-        self.kl, self.positions = self.kl + float(kl.sum()), self.positions + kl.numel()
+        self.rows = self.rows or _PerImageRows(scorer.num_classes)
+        self.rows.add(scorer._predictions(logits), masks, scorer._predictions(reference_logits), kl, scorer.ignore_index)
 
     def values(self) -> dict[str, float]:
-        labelled = {} if self.confusion is None else {"miou": miou(self.confusion),
-                                                      "pixel_accuracy": pixel_accuracy(self.confusion)}
-        return {**labelled, "pseudo_miou": miou(self.pseudo), "fidelity": self.kl / self.positions}
+        """The scores, the headline first: mIoU with masks, pseudo-mIoU without."""
+        per_image = self.rows.per_image()
+        scores = {name: float(value[0]) for name, value in per_image.scores(per_image.values.sum(0)[None]).items()}
+        order = ("miou", "pixel_accuracy", "pseudo_miou", "fidelity") if self.rows.masks else ("pseudo_miou", "fidelity")
+        return {name: scores[name] for name in order}

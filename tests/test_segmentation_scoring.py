@@ -132,15 +132,20 @@ def test_scorer_gap_pass_matches_a_recomputed_gap_pass_and_without_masks_gives_n
     assert recomputed == se
     batches = list(scorer.batches())
     assert len(batches) == 2 and batches[0][1] is None and batches[0][0].dtype == torch.float32
+    stages = list(scorer.score_stages("1x1", looks=[1]))  # the first image, then all, the first not forwarded twice
+    assert [len(stage.per_image) for stage in stages] == [1, len(scorer.images)]
+    full = scorer.score("1x1")
+    np.testing.assert_allclose(stages[1].per_image.values, full.per_image.values)
+    np.testing.assert_allclose(stages[0].per_image.values, full.per_image.values[:1])
 
 
 def test_se_reference_keeps_uint8_argmax_at_full_size_and_pooled_float16_log_probs():
     scorer = SegmentationScorer(seeded_model(), tiny_set(n=2, size=(300, 520)), MEAN, STD, device="cpu")
     predictions, log_probs, _ = scorer._se_pass
-    assert predictions[0].shape == (2, 300, 520) and predictions[0].dtype == torch.uint8
-    assert log_probs[0].dtype == torch.float16 and log_probs[0].shape[1] == 3
-    assert log_probs[0].shape[2] <= 128 and log_probs[0].shape[3] <= 256  # the model's 150 x 260 output, pooled
-    assert torch.allclose(log_probs[0].float().exp().sum(1), torch.ones(1), atol=1e-2)  # renormalised
+    assert predictions.shape == (2, 300, 520) and predictions.dtype == torch.uint8
+    assert log_probs.dtype == torch.float16 and log_probs.shape[1] == 3
+    assert log_probs.shape[2] <= 128 and log_probs.shape[3] <= 256  # the model's 150 x 260 output, pooled
+    assert torch.allclose(log_probs.float().exp().sum(1), torch.ones(1), atol=1e-2)  # renormalised
     assert 0.0 < scorer.score("1x1").fidelity < math.inf
 
 

@@ -10,10 +10,11 @@ and the KL divergence of its per-pixel class distributions from SE's (fidelity).
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from tilesearch.core import GAP, DataError, TileChoice, TileConfig, TilesearchError, tile_config
 from tilesearch.data import SegmentationSet, normalize
 from tilesearch.nn import apply_tiles, find_se_modules
-from tilesearch.scoring._device import resolve_device
+from tilesearch.scoring._device import fastest_memory_format, inference_context, resolve_device, segments
 from tilesearch.scoring._intervals import PerImage
 
 Triple = tuple[float, float, float]
@@ -142,6 +143,9 @@ class _PerImageRows:
         self.kl.append(kl.flatten(1).sum(1).double().cpu())
         self.positions += [kl[0].numel()] * len(kl)
 
+    def __len__(self) -> int:
+        return len(self.positions)
+
     def per_image(self) -> PerImage:
         labelled = bool(self.masks)
         columns = [torch.cat(self.masks).double()] if labelled else []
@@ -246,21 +250,32 @@ class SegmentationScorer:
         self.block_names = [name for name, _ in find_se_modules(model)]
         self.progress = progress  # a bar per pass (off inside a search, whose own bar is live)
 
-    def batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """(normalised inputs on the device, masks on the device, or None without masks) per batch."""
-        for start in range(0, len(self.images), self.batch_size):
-            pixels = self.images.pixels[start : start + self.batch_size].to(self.device, non_blocking=True)
-            masks = self.images.masks
-            yield (normalize(pixels, self.mean, self.std),
-                   None if masks is None else masks[start : start + self.batch_size].to(self.device))
+    @functools.cached_property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last where it makes this model's forward faster on this device (measured once, on one image)."""
+        sample = normalize(self.images.pixels[:1].to(self.device), self.mean, self.std)
+        return fastest_memory_format(self.model, sample)
 
-    def _shown(self, description: str) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def batches(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """(normalised inputs on the device in the faster memory format, masks on the device, or None without
+        masks) per batch of images ``start:stop`` (all by default)."""
+        memory_format = self.memory_format
+        stop = len(self.images) if stop is None else stop
+        for begin in range(start, stop, self.batch_size):
+            end = min(begin + self.batch_size, stop)
+            pixels = self.images.pixels[begin:end].to(self.device, non_blocking=True)
+            masks = self.images.masks
+            yield (normalize(pixels, self.mean, self.std).contiguous(memory_format=memory_format),
+                   None if masks is None else masks[begin:end].to(self.device))
+
+    def _shown(self, description: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[Tensor, Tensor | None]]:
         """:meth:`batches`, behind a transient progress bar when the scorer shows one."""
         if not self.progress:
-            return self.batches()
+            return self.batches(start, stop)
         from rich.progress import track
 
-        return track(self.batches(), total=-(-len(self.images) // self.batch_size), description=description,
+        stop = len(self.images) if stop is None else stop
+        return track(self.batches(start, stop), total=-(-(stop - start) // self.batch_size), description=description,
                      transient=True)
 
     def _logits(self, inputs: Tensor) -> Tensor:
@@ -282,12 +297,12 @@ class SegmentationScorer:
         return logits.argmax(dim=1)
 
     @functools.cached_property
-    def _se_pass(self) -> tuple[list[Tensor], list[Tensor], SegmentationScore]:
-        """SE's argmax (uint8 while K <= 256) and pooled log-probabilities per batch, on the CPU, and SE's score."""
+    def _se_pass(self) -> tuple[Tensor, Tensor, SegmentationScore]:
+        """SE's argmax (uint8 while K <= 256) and pooled log-probabilities of every image, on the CPU, and SE's score."""
         apply_tiles(self.model, GAP)
         self.model.eval()
         predictions, log_probs, rows = [], [], None
-        with torch.inference_mode():
+        with inference_context(self.device):
             for inputs, masks in self._shown("scoring SE"):
                 logits = self._logits(inputs)
                 found = self._predictions(logits)
@@ -297,31 +312,42 @@ class SegmentationScorer:
                 log_probs.append(pooled.cpu())
                 rows = rows or _PerImageRows(self.num_classes)
                 rows.add(found, masks, found, pixel_kl(pooled, pooled), self.ignore_index)  # SE against itself
-        return predictions, log_probs, self._score(rows.per_image())
+        return torch.cat(predictions), torch.cat(log_probs), self._score(rows.per_image())
 
     def _score(self, per_image: PerImage) -> SegmentationScore:
         scores = {name: float(value[0]) for name, value in per_image.scores(per_image.values.sum(0)[None]).items()}
-        return SegmentationScore(**scores, total=len(self.images), per_image=per_image)
+        return SegmentationScore(**scores, total=len(per_image), per_image=per_image)
 
     def tally(self) -> SegmentationTally:
         """What the sensitivity scan accumulates per config, on this scorer's classes and masks."""
         return SegmentationTally(self)
 
     def score(self, tiles: TileChoice | TileConfig) -> SegmentationScore:
-        """mIoU, pixel accuracy, pseudo-mIoU and fidelity of ``tiles`` (the model is re-tiled in place)."""
+        """mIoU, pixel accuracy, pseudo-mIoU and fidelity of ``tiles`` on every image (the model is re-tiled in place)."""
+        return collections.deque(self.score_stages(tiles), maxlen=1)[0]
+
+    def score_stages(self, tiles: TileChoice | TileConfig, looks: Sequence[int] = ()) -> Iterator[SegmentationScore]:
+        """The score on the first ``looks[0]`` images, then on the first ``looks[1]``, ..., and finally on every
+        image, each one yielded only if the caller asks for it and no image forwarded twice."""
         config = tile_config(self.block_names, tiles)
         se_predictions, se_log_probs, se_score = self._se_pass
         if all(tile.is_gap for tile in config.values()):
-            return se_score
-        apply_tiles(self.model, config)
-        self.model.eval()
+            yield se_score
+            return
         rows = _PerImageRows(self.num_classes)
-        with torch.inference_mode():
-            for (inputs, masks), reference, reference_log_probs in zip(self._shown("scoring"), se_predictions, se_log_probs):
-                logits = self._logits(inputs)
-                kl = pixel_kl(reference_log_probs.to(self.device), pooled_log_probs(logits))
-                rows.add(self._predictions(logits), masks, reference.to(self.device), kl, self.ignore_index)
-        return self._score(rows.per_image())
+        for start, stop in segments(looks, len(self.images)):
+            if start:
+                yield self._score(rows.per_image())
+            apply_tiles(self.model, config)  # again after each look: the caller may have scored something else
+            self.model.eval()
+            for inputs, masks in self._shown("scoring", start, stop):
+                reference = se_predictions[start : start + len(inputs)]
+                with inference_context(self.device):
+                    logits = self._logits(inputs)
+                    kl = pixel_kl(se_log_probs[start : start + len(inputs)].to(self.device), pooled_log_probs(logits))
+                    rows.add(self._predictions(logits), masks, reference.to(self.device), kl, self.ignore_index)
+                start += len(inputs)
+        yield self._score(rows.per_image())
 
 
 class SegmentationTally:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from tilesearch.core import GAP, TileSpec
 from tilesearch.nn import apply_tiles, find_se_modules
 from tilesearch.scoring._classifier import ClassifierTally
+from tilesearch.scoring._device import inference_context
 
 
 def _clone(value):
@@ -193,7 +194,6 @@ class Tally(Protocol):
     def values(self) -> dict[str, float]: ...
 
 
-@torch.inference_mode()
 def scan(
     model: nn.Module,
     batches: Callable[[], Iterator[tuple[Tensor, Tensor]]],
@@ -209,6 +209,11 @@ def scan(
     scores of one config (a classifier's by default; a scorer's ``tally`` for its task).
     """
     apply_tiles(model, GAP)
+    with inference_context(next(model.parameters()).device):  # as every trial's forward runs
+        return _scan(model, batches, choices, use_prefix_cache, progress, tally)
+
+
+def _scan(model, batches, choices, use_prefix_cache, progress, tally) -> list[SensitivityRow]:
     cache = PrefixCache(model)
     tallies: dict[tuple[str, str], Tally] = {}
     se = tally()

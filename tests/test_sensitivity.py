@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tilesearch import create_model, find_se_modules, parse_tile
 from tilesearch.cli import app
 from tilesearch.scoring import PrefixCache, kl_divergence, scan
-from tilesearch.search import load_study_of_run, read_run_file
+from tilesearch.search import load_study_of_run, read_run_file, surrogate_errors
 from tilesearch.zoo import DEMO_MODEL_NAME
 
 runner = CliRunner()
@@ -88,7 +88,7 @@ def test_sensitivity_command_writes_csv_and_heatmap(demo_val, tmp_path):
     assert frame.loc[frame["tile"] == "1xW", "drop"].max() > 0
 
 
-def test_surrogate_strategy_seeds_the_study_and_reports_its_error(demo_val, tmp_path):
+def test_surrogate_strategy_queues_its_front_and_reports_its_error(demo_val, tmp_path):
     result = runner.invoke(app, ["run", "--model", DEMO_MODEL_NAME, "--pretrained", "--data", str(demo_val),
                                  "--val-subset", "80", "--n-trials", "10", "--buffer-budget", "60%",
                                  "--out", str(tmp_path), "--study-name", "s"])
@@ -96,8 +96,13 @@ def test_surrogate_strategy_seeds_the_study_and_reports_its_error(demo_val, tmp_
     assert "surrogate error" in result.stdout
     study = load_study_of_run(read_run_file(tmp_path / "s"))
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    seeded = [t for t in trials if t.user_attrs.get("surrogate_seed")]
-    assert seeded and all(t.user_attrs["feasible"] for t in seeded)  # seeds come from the feasible front
+    queued = [t for t in trials if "surrogate_gain" in t.user_attrs]
+    assert len(queued) >= 4 and all(t.user_attrs["feasible"] for t in queued)  # proposals come from the feasible front
+    keys = [tuple(sorted(t.user_attrs["tiles"].items())) for t in queued]
+    assert len(set(keys)) == len(keys)  # the learning surrogate never proposes a config measured before
+    errors = surrogate_errors(study)  # each prediction made before its trial was measured
+    assert len(errors) >= 4 and any(error > 0 for _, error in errors)
+    assert "surrogate error before each trial was measured" in result.stdout
     assert all("predicted" in t.user_attrs for t in trials)
     se = next(t for t in trials if t.user_attrs.get("baseline") == "SE")
     assert se.user_attrs["predicted"] == pytest.approx(se.user_attrs["accuracy"])

@@ -8,7 +8,6 @@ from tilesearch.search import (
     FrontPoint,
     Option,
     best_within,
-    front_configs,
     pareto_front,
 )
 
@@ -150,16 +149,3 @@ def test_efficientnet_b3_sized_instance():
         assert point.buffer == totals(blocks, point.choices)[0]
         assert point.drop == pytest.approx(totals(blocks, point.choices)[1])
     assert all(a.buffer < b.buffer and a.drop > b.drop for a, b in itertools.pairwise(front))
-
-
-def test_front_configs_spread_along_the_front():
-    blocks = random_blocks(11, n_blocks=6, n_choices=4)
-    names = [f"block{i}" for i in range(len(blocks))]
-    front = pareto_front(blocks)
-    configs = front_configs(front, names, k=4)
-    assert 2 <= len(configs) <= 4
-    assert configs[0] == dict(zip(names, front[0].tiles))
-    assert configs[-1] == dict(zip(names, front[-1].tiles))
-    assert len({tuple(c.values()) for c in configs}) == len(configs)
-    assert front_configs(front, names, k=0) == []
-    assert len(front_configs(front, names, k=1)) == 1

@@ -60,8 +60,15 @@ Metric = Annotated[Optional[str], typer.Option(
 Sampler = Annotated[Optional[str], typer.Option(
     "--sampler", show_default=False, help=f"Optuna sampler: {', '.join(SAMPLERS)} [default: nsga2].")]
 Strategy = Annotated[Optional[str], typer.Option(
-    "--strategy", help=f"{' or '.join(STRATEGIES)}: surrogate scans one block at a time (prefix-cached) and enqueues "
-                       "the additive surrogate's exact front first [default: surrogate for per-block spaces].")]
+    "--strategy", help=f"{' or '.join(STRATEGIES)}: surrogate scans one block at a time (prefix-cached), then before "
+                       "every trial refits the predicted drops to all measured configs and queues the config of its "
+                       "exact front that adds the most hypervolume; sampler leaves every trial to --sampler "
+                       "[default: surrogate for per-block spaces].")]
+EarlyStop = Annotated[Optional[bool], typer.Option(
+    "--early-stop/--no-early-stop", show_default=False,
+    help="Score each candidate on a quarter of the images, then half, then all, and stop it at a look where a "
+         "measured config with no more buffer is better on those images with confidence (paired bootstrap, 95% "
+         "per candidate); the trial is pruned with its reason [default: on].")]
 ValSubset = Annotated[Optional[int], typer.Option(
     "--val-subset", show_default=False,
     help="Images the search scores on: a stratified, seeded subset of --data; the rest are held out "

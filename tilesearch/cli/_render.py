@@ -10,7 +10,17 @@ from rich.table import Table
 from tilesearch.core import BufferReport, HardwareProfile, Metric, TileSpec, format_count, get_metric
 from tilesearch.data import get_source
 from tilesearch.scoring import SensitivityRow
-from tilesearch.search import AdditiveSurrogate, SearchPlan, pareto_frame, run_caveats, study_metric, surrogate_error
+from tilesearch.search import (
+    AdditiveSurrogate,
+    SearchPlan,
+    image_forwards,
+    pareto_frame,
+    run_caveats,
+    stopped_early,
+    study_metric,
+    surrogate_error,
+    surrogate_error_trend,
+)
 from tilesearch.zoo import BlockCount
 
 console = Console()
@@ -85,9 +95,16 @@ def print_summary(result, document: dict) -> None:
         console.print(f"budget: {format_count(budget)} elements ({budget / document['se_buffer']:.1%} of SE)")
     if "best.yaml" in result.written:
         console.print(f"best config within budget: {result.written['best.yaml']}")
-    error = surrogate_error(study)
-    if error is not None:
-        console.print(f"surrogate error (mean |predicted - measured| {metric.name}): {metric.format_drop(error)}")
+    trend = surrogate_error_trend(study)
+    if trend:
+        windows = " -> ".join(f"trials {first}-{last}: {metric.format_drop(error)}" for first, last, error in trend)
+        console.print(f"surrogate error before each trial was measured (mean |predicted - measured| {metric.name}, "
+                      f"all: {metric.format_drop(surrogate_error(study))}): {windows}")
+    stopped = stopped_early(study)
+    done, full = image_forwards(study)
+    if stopped and full:
+        console.print(f"early stopping: {len(stopped)} candidates stopped after their first images, dominated; "
+                      f"{full - done:,} of {full:,} image-forwards saved ({(full - done) / full:.0%})")
     if result.holdout and "note" in result.holdout:
         console.print(f"held-out: none; {result.holdout['note']}")
     elif result.holdout:

@@ -27,6 +27,7 @@ from tilesearch.cli._options import (
     Space,
     Storage,
     Strategy,
+    EarlyStop,
     StudyName,
     Threads,
     Timeout,
@@ -113,6 +114,7 @@ def run(
     sampler: Sampler = None,
     metric: Metric = None,
     strategy: Strategy = None,
+    early_stop: EarlyStop = None,
     seed: Seed = None,
     n_trials: NTrials = None,
     timeout: Timeout = None,
@@ -141,7 +143,7 @@ def run(
         raise TilesearchError(f"--demo {demo} runs a demo network: give --model or --demo, not both")
     check_trial_budget(n_trials, timeout)
     search_options = _given(val_subset=val_subset, space=space, profile=profile, budget=buffer_budget, sampler=sampler,
-                            metric=metric, strategy=strategy, seed=seed)
+                            metric=metric, strategy=strategy, seed=seed, early_stop=early_stop)
     finetune_args = _given(**{key: options[key] for key in ("epochs", "train_subset", "lr")})
     if model is None:
         given = {**options, "holdout": holdout, "annotations": annotations, "masks": masks, "data_source": data_source,

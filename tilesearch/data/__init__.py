@@ -7,7 +7,7 @@ and normalised per batch by the one :func:`normalize`.
 from tilesearch.data._augment import flip_boxes, flip_images, flip_masks
 from tilesearch.data._cache import cache_file, load_cache, save_cache
 from tilesearch.data._coco import DetectionImages, decode_detection_images, detection_targets, image_listing, load_coco
-from tilesearch.data._folders import FlatFolder, image_folder, random_subset, stratified_split
+from tilesearch.data._folders import FlatFolder, image_folder, random_subset, seeded_order, stratified_split
 from tilesearch.data._images import ImageSet, decode_images
 from tilesearch.data._segmentation import SegmentationSet, decode_segmentation, segmentation_pairs
 from tilesearch.data._synthetic import (
@@ -53,6 +53,7 @@ __all__ = [
     "resolve_preprocessing",
     "save_cache",
     "segmentation_pairs",
+    "seeded_order",
     "stratified_split",
     "synthesis_key",
     "synthetic_images",

@@ -68,6 +68,12 @@ def stratified_split(labels: list[int], subset: int | None, seed: int) -> tuple[
     return sorted(chosen), [i for i in indices.tolist() if i not in chosen_set]
 
 
+def seeded_order(ids: list[int], seed: int) -> list[int]:
+    """``ids`` in a seeded random order: every prefix is then a random sample of them (a folder lists its images
+    class by class and a data set city by city, so its first images are not), which early stopping relies on."""
+    return [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+
+
 def random_subset(ids: list[int], size: int | None, seed: int) -> list[int]:
     """A seeded, sorted subset of ``size`` of ``ids`` (all of them when ``size`` is None or larger)."""
     if size is None or size >= len(ids):

@@ -5,16 +5,20 @@
 * :func:`read_run_file`, :func:`load_study_of_run` -- a run folder and its study
 * :func:`front`, :func:`best_trial` -- the feasible Pareto front and the best config within budget
 * :class:`AdditiveSurrogate`, :func:`pareto_front` -- the additive surrogate and its exact front
+* :func:`refit`, :func:`next_config` -- the surrogate that learns from every trial, and what it asks to measure next
+* :class:`EarlyStop` -- stopping a dominated candidate after its first images
 """
 
+from tilesearch.search._early_stop import EarlyStop, Reference
 from tilesearch.search._interruption import request_stop
+from tilesearch.search._learning import Measured, hypervolume_gain, next_config, refit
 from tilesearch.search._objective import SCORE_KEYS, Search
 from tilesearch.search._prepare import SearchPlan, plan_search, check_settings, prepare_resume, prepare_search, save_run
 from tilesearch.search._results import baseline_trial, best_trial, front, pareto_frame, trials_frame, write_outputs
 from tilesearch.search._run_folder import blocks_from_run, load_study_of_run, read_run_file
 from tilesearch.search._holdout import holdout_front, holdout_report
 from tilesearch.search._runner import RunResult, check_trial_budget, run_search, write_search_outputs
-from tilesearch.search._seeding import seed_from_surrogate, surrogate_error
+from tilesearch.search._seeding import seed_from_surrogate, surrogate_error, surrogate_error_trend, surrogate_errors
 from tilesearch.search._sensitivity import saved_sensitivity, sensitivity_for
 from tilesearch.search._settings import (
     IDENTITY,
@@ -27,8 +31,16 @@ from tilesearch.search._settings import (
     scored_on,
 )
 from tilesearch.search._storage import is_journal, make_storage, safe_url, without_password
-from tilesearch.search._study import completed_trials, set_target, study_metric, study_target, trials_in
-from tilesearch.search._surrogate import AdditiveSurrogate, FrontPoint, Option, best_within, front_configs, pareto_front
+from tilesearch.search._study import (
+    completed_trials,
+    image_forwards,
+    set_target,
+    stopped_early,
+    study_metric,
+    study_target,
+    trials_in,
+)
+from tilesearch.search._surrogate import AdditiveSurrogate, FrontPoint, Option, best_within, pareto_front
 from tilesearch.search._tasks import TASKS, ClassifierTask, DetectorTask, ScoringParts, Task, task_of
 from tilesearch.search._workers import join_study, local_devices, run_workers, start_worker, work
 
@@ -41,8 +53,11 @@ __all__ = [
     "AdditiveSurrogate",
     "ClassifierTask",
     "DetectorTask",
+    "EarlyStop",
     "FrontPoint",
+    "Measured",
     "Option",
+    "Reference",
     "RunResult",
     "RunSettings",
     "ScoringParts",
@@ -56,23 +71,27 @@ __all__ = [
     "check_settings",
     "check_trial_budget",
     "completed_trials",
+    "image_forwards",
+    "stopped_early",
     "default_study_name",
     "front",
-    "front_configs",
     "holdout_front",
     "holdout_report",
+    "hypervolume_gain",
     "is_journal",
     "join_study",
     "load_study_of_run",
     "local_devices",
     "make_sampler",
     "make_storage",
+    "next_config",
     "pareto_frame",
-    "plan_search",
     "pareto_front",
+    "plan_search",
     "prepare_resume",
     "prepare_search",
     "read_run_file",
+    "refit",
     "request_stop",
     "run_caveats",
     "run_search",
@@ -88,6 +107,8 @@ __all__ = [
     "study_metric",
     "study_target",
     "surrogate_error",
+    "surrogate_error_trend",
+    "surrogate_errors",
     "task_of",
     "trials_frame",
     "trials_in",

@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
+from optuna.trial import TrialState
 
 from tilesearch.core import (
     GAP,
@@ -28,10 +30,12 @@ from tilesearch.core import (
     parse_tile,
 )
 from tilesearch.scoring import drop_interval
+from tilesearch.search._early_stop import EarlyStop, Reference
 from tilesearch.search._interruption import interruptible
+from tilesearch.search._learning import Measured, next_config, refit
 from tilesearch.search._settings import IDENTITY, RunSettings, first_difference, make_sampler
 from tilesearch.search._storage import make_storage
-from tilesearch.search._study import config_key, measured_configs
+from tilesearch.search._study import config_key, measured_configs, stopped_early, trials_in
 from tilesearch.search._surrogate import AdditiveSurrogate
 from tilesearch.search._tasks import ScoringParts, Task
 
@@ -54,8 +58,16 @@ class Search:
     profile: HardwareProfile
     budget: int | None
     parts: ScoringParts
-    surrogate: AdditiveSurrogate | None = None  # set once one-block drops are measured (or read)
+    surrogate: AdditiveSurrogate | None = None  # set once one-block drops are measured (or read); refit per trial
+    prior: AdditiveSurrogate | None = None  # the one-block scan's surrogate: the learning surrogate's prior
+    early_stop: EarlyStop | None = None  # None: every candidate is scored on every image
     evaluated: dict = field(default_factory=dict)
+    references: dict = field(default_factory=dict)  # config key -> early-stop Reference, for configs scored here
+    stopped: dict = field(default_factory=dict)  # config key -> the trial that stopped it early and why
+
+    def __post_init__(self) -> None:
+        if self.early_stop is None and self.settings.early_stop:
+            self.early_stop = EarlyStop()
 
     @property
     def metric(self) -> Metric:
@@ -127,17 +139,18 @@ class Search:
         report = buffer_report(self.blocks, tiles, self.profile)
         trial.set_constraint("buffer", 0.0 if self.budget is None else float(report.total - self.budget))
         previous = self.evaluated.get(config_key(tiles)) or self._measured_elsewhere(trial.study, tiles)
+        predicted = {} if self.surrogate is None else {"predicted": self.surrogate.predict(tiles)}  # before measuring
         if previous is not None:  # the sampler proposed a config already measured: reuse it
             attrs = {key: previous[key] for key in (*SCORE_KEYS, "trial") if key in previous}
-            attrs["reused_from"] = previous["trial"]
+            attrs.update(reused_from=previous["trial"], images_scored=0)
         else:
-            with interruptible():  # the long step: Ctrl-C abandons it, never a storage write (see _interruption)
-                score = self.scorer.score(tiles)
+            score = self._score(trial, tiles, report.total, predicted)
             if all(tile == "GAP" for tile in tiles.values()):
                 self.__dict__.setdefault("se_score", score)  # the SE baseline is the intervals' reference: no rescoring
-            attrs = {**score.to_dict(), **self.drop_interval(score), "trial": trial.number}
-        if self.surrogate is not None:
-            attrs["predicted"] = self.surrogate.predict(tiles)
+            attrs = {**score.to_dict(), **self.drop_interval(score), "trial": trial.number,
+                     "images_scored": self._image_count(score)}
+            self._remember(tiles, report.total, score, trial.number)
+        attrs.update(predicted)
         attrs.update(
             tiles=tiles,
             buffer=report.total,
@@ -155,6 +168,84 @@ class Search:
         for key, attrs in measured_configs(study).items():
             self.evaluated.setdefault(key, attrs)
         return self.evaluated.get(config_key(tiles))
+
+    def _score(self, trial: optuna.Trial, tiles: dict[str, str], buffer: int, predicted: dict):
+        """The config's score on every image, or :class:`optuna.TrialPruned` once its first images show it dominated
+        (the verdict recorded on the trial; with ``early_stop.prune`` off it is recorded and scoring goes on)."""
+        key = config_key(tiles)
+        if key in self.stopped and self.early_stop is not None and self.early_stop.prune:
+            self._prune(trial, tiles, buffer, predicted, f"stopped early before, in trial {self.stopped[key]['trial']}",
+                        images=0)
+        stages = getattr(self.scorer, "score_stages", None)
+        with interruptible():  # the long step: Ctrl-C abandons it, never a storage write (see _interruption)
+            if self.early_stop is None or stages is None or not self.early_stop.looks(self._images()):
+                return self.scorer.score(tiles)
+            verdict = self.early_stop.judge(functools.partial(stages, tiles), self._images(), self.metric, buffer,
+                                            list(self.references.values()), self.settings.seed)
+        if verdict.score is None:
+            self.stopped[key] = {"trial": trial.number, "reason": verdict.reason}
+            self._prune(trial, tiles, buffer, predicted, verdict.reason, images=verdict.images)
+        if verdict.reason is not None:  # watching only: what stopping would have decided, and after how many images
+            trial.set_user_attr("early_verdict", verdict.reason)
+            trial.set_user_attr("early_verdict_images", verdict.images)
+        return verdict.score
+
+    def _prune(self, trial: optuna.Trial, tiles: dict[str, str], buffer: int, predicted: dict, reason: str,
+               images: int) -> NoReturn:
+        """Record why a candidate was stopped early and stop it (the trial ends PRUNED)."""
+        for key, value in {"tiles": tiles, "buffer": buffer, "stopped_early": reason, "images_scored": images,
+                           **predicted}.items():
+            trial.set_user_attr(key, value)
+        raise optuna.TrialPruned(reason)
+
+    def _images(self) -> int:
+        """How many images the search scores each config on."""
+        return len(self.scorer.images)
+
+    @staticmethod
+    def _image_count(score) -> int:
+        per_image = getattr(score, "per_image", None)
+        return len(per_image) if per_image is not None else int(getattr(score, "total", 0) or 0)
+
+    def _remember(self, tiles: dict[str, str], buffer: int, score, trial: int) -> None:
+        """Keep a scored config's per-image statistics: a later candidate's early verdict compares with it (over
+        budget or not: a config dominated by any measured point is on no front)."""
+        per_image = getattr(score, "per_image", None)
+        if per_image is not None:
+            value = getattr(score, self.metric.name)
+            self.references.setdefault(config_key(tiles), Reference(trial, buffer, value, per_image))
+
+    def prepare_next(self, study: optuna.Study) -> None:
+        """Before each trial, with the learning surrogate: refit it to every config measured so far and, when no
+        trial is queued, queue the unmeasured config it predicts to add the most hypervolume."""
+        if self.prior is None:
+            return
+        for key, attrs in measured_configs(study).items():
+            self.evaluated.setdefault(key, attrs)
+        for trial in stopped_early(study):  # stopped by another worker or an earlier run: not scored again here
+            self.stopped.setdefault(config_key(trial.user_attrs["tiles"]), {"trial": trial.number,
+                                                                             "reason": trial.user_attrs["stopped_early"]})
+        metric, se_score = self.metric, self.prior.se_score
+        measured = [Measured(attrs["tiles"], attrs["buffer"], metric.worse_by(se_score, attrs[metric.name]),
+                             bool(attrs.get("feasible", True)))
+                    for attrs in self.evaluated.values() if attrs.get(metric.name) is not None]
+        self.surrogate = refit(self.prior, measured)
+        if trials_in(study, TrialState.WAITING):
+            return
+        # Every config the study holds in any state (measured, stopped, failed, running elsewhere): Optuna would
+        # skip enqueueing one of them, and the same proposal would come back before every trial.
+        names = {param.name for param in self.space.params(self.blocks)}
+        taken = {config_key(self.tiles_for(t.params)) for t in trials_in(study) if set(t.params) == names}
+        taken |= set(self.evaluated) | set(self.stopped)
+
+        def excluded(params: dict[str, str]) -> bool:
+            return config_key(self.tiles_for(params)) in taken
+
+        choices = self.space.block_choices(self.blocks)
+        proposal = next_config(self.surrogate, choices, self.blocks, self.profile, self.budget, measured, excluded)
+        if proposal is not None:
+            params, gain = proposal
+            study.enqueue_trial(params, user_attrs={"surrogate_gain": gain}, skip_if_exists=True)
 
     def seed_params(self) -> dict[str, dict[str, str]]:
         """Parameters of the SE baseline and the paper's uniform 7xW, where the space has them."""

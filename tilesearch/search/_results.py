@@ -24,9 +24,12 @@ from tilesearch.core import (
     save_config,
     write_text_atomically,
 )
-from tilesearch.search._study import completed_trials, study_metric, trials_in
+from tilesearch.search._study import completed_trials, stopped_early, study_metric, trials_in
 
 SCORE_COLUMNS = (*METRICS, "map50", "predicted")  # every score a trial keeps, then the surrogate's prediction
+# How a trial was scored: on how many images, and the early-stopping verdict (a stopped trial's reason, or the
+# verdict it would have had where stopping only watches).
+TRIAL_NOTES = ("images_scored", "stopped_early", "early_verdict", "early_verdict_images", "reused_from")
 
 
 def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -66,7 +69,16 @@ def trial_row(trial: optuna.trial.FrozenTrial, metric: Metric, se_score: float |
         "buffer_bytes": attrs["buffer_bytes"],
         "extra_macs": attrs["extra_macs"],
         "feasible": attrs["feasible"],
+        **{key: attrs[key] for key in TRIAL_NOTES if key in attrs},
     }
+    row.update({f"tile:{name}": tile for name, tile in attrs["tiles"].items()})
+    return row
+
+
+def stopped_row(trial: optuna.trial.FrozenTrial) -> dict:
+    """A candidate stopped early: what it would have cost, what it was predicted to score and why it was stopped."""
+    attrs = trial.user_attrs
+    row = {"trial": trial.number, **{key: attrs[key] for key in ("predicted", "buffer", *TRIAL_NOTES) if key in attrs}}
     row.update({f"tile:{name}": tile for name, tile in attrs["tiles"].items()})
     return row
 
@@ -79,11 +91,9 @@ def _rows(study: optuna.Study, trials, se_buffer: int) -> list[dict]:
 
 def trials_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:
     scored = {row["trial"]: row for row in _rows(study, completed_trials(study), se_buffer)}
-    return pd.DataFrame([
-        {**scored[trial.number], "state": trial.state.name} if trial.number in scored
-        else {"trial": trial.number, "state": trial.state.name}
-        for trial in trials_in(study)
-    ])
+    scored.update({trial.number: stopped_row(trial) for trial in stopped_early(study)})
+    return pd.DataFrame([{**scored.get(trial.number, {"trial": trial.number}), "state": trial.state.name}
+                         for trial in trials_in(study)])
 
 
 def pareto_frame(study: optuna.Study, se_buffer: int) -> pd.DataFrame:

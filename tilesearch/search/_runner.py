@@ -6,7 +6,8 @@ folder by default). ``tilesearch resume`` (or the same ``run`` command again)
 finishes the study's target of trials, or adds ``--n-trials`` more to it; a config
 already evaluated is never evaluated again. The SE
 baseline (all GAP) and the paper's uniform 7xW are the first trials; with the
-surrogate strategy the additive surrogate's front follows.
+surrogate strategy every later trial is the config the learning surrogate, refit to
+all measured configs, predicts to add the most to the front (the sampler's otherwise).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def run_search(
         add_to_target(study, n_trials)
     target = study_target(study)
     if search.strategy == "surrogate":
-        seed_from_surrogate(search, study, target - before, show_progress)
+        seed_from_surrogate(search, study, show_progress)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}")]
     problems: list[str] = []

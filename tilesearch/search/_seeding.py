@@ -1,9 +1,10 @@
-"""Surrogate seeding: measure one-block drops, solve the additive surrogate's exact front, enqueue its configs.
+"""Surrogate seeding: measure one-block drops, make them the learning surrogate's prior, report its error.
 
-Vosco et al. (section 4.3, Table 3) find the drops additive, so the surrogate's
-front (:mod:`tilesearch.search._surrogate`) is a good first guess; the configs
-spread along its feasible part are the study's first trials and the sampler
-refines with real evaluations.
+Vosco et al. (section 4.3, Table 3) find the drops additive, so the one-block scan's
+additive surrogate (:mod:`tilesearch.search._surrogate`) is a good first guess. It is
+the prior of the learning surrogate (:mod:`tilesearch.search._learning`), which is
+refit before every trial and queues the config it predicts to add most to the front
+(:meth:`Search.prepare_next`).
 """
 
 from __future__ import annotations
@@ -13,33 +14,40 @@ import optuna
 from tilesearch.search._objective import Search
 from tilesearch.search._sensitivity import saved_sensitivity, sensitivity_for
 from tilesearch.search._study import completed_trials, study_metric
-from tilesearch.search._surrogate import AdditiveSurrogate, front_configs, pareto_front
-
-SEEDED_ATTR = "surrogate_seeded"
+from tilesearch.search._surrogate import AdditiveSurrogate
 
 
-def seed_from_surrogate(search: Search, study: optuna.Study, n_trials: int | None, show_progress: bool = True) -> None:
-    """Give ``search`` its surrogate and, once per study, enqueue configs from the surrogate's feasible front."""
-    search.surrogate = AdditiveSurrogate.from_rows(sensitivity_for(search, show_progress=show_progress), search.metric)
-    if study.user_attrs.get(SEEDED_ATTR):
-        return
-    choices = search.space.block_choices(search.blocks)
-    options = search.surrogate.options(choices, search.blocks, search.profile)
-    front = [point for point in pareto_front(options) if search.budget is None or point.buffer <= search.budget]
-    for config in front_configs(front, list(choices), k=min(max((n_trials or 20) // 2, 1), 20)):
-        study.enqueue_trial(config, user_attrs={"surrogate_seed": True}, skip_if_exists=True)
-    study.set_user_attr(SEEDED_ATTR, True)
+def seed_from_surrogate(search: Search, study: optuna.Study, show_progress: bool = True) -> None:
+    """Give ``search`` the one-block scan's surrogate as its prior (measuring the scan unless the run folder has it)."""
+    search.prior = search.surrogate = AdditiveSurrogate.from_rows(sensitivity_for(search, show_progress=show_progress),
+                                                                  search.metric)
 
 
 def load_saved_surrogate(search: Search) -> None:
-    """A worker's surrogate predictions, if its run folder holds the sensitivity table (never measured here)."""
+    """A worker's surrogate prior, if its run folder holds the sensitivity table (never measured here)."""
     rows = saved_sensitivity(search) if search.strategy == "surrogate" else None
     if rows:
-        search.surrogate = AdditiveSurrogate.from_rows(rows, search.metric)
+        search.prior = search.surrogate = AdditiveSurrogate.from_rows(rows, search.metric)
+
+
+def surrogate_errors(study: optuna.Study) -> list[tuple[int, float]]:
+    """(trial, |predicted - measured|) of every measured trial that tiles two blocks or more, in trial order: each
+    prediction was made before its trial was measured, and a config with one tiled block is the scan's own
+    measurement, so these are out-of-sample errors."""
+    metric = study_metric(study).name
+    return [(t.number, abs(t.user_attrs["predicted"] - t.user_attrs[metric])) for t in completed_trials(study)
+            if "predicted" in t.user_attrs and "reused_from" not in t.user_attrs
+            and sum(tile != "GAP" for tile in t.user_attrs["tiles"].values()) >= 2]
 
 
 def surrogate_error(study: optuna.Study) -> float | None:
-    """Mean absolute difference between the surrogate's prediction and the measured score."""
-    metric = study_metric(study).name
-    errors = [abs(t.user_attrs["predicted"] - t.user_attrs[metric]) for t in completed_trials(study) if "predicted" in t.user_attrs]
+    """Mean out-of-sample error of the surrogate's predictions (see :func:`surrogate_errors`)."""
+    errors = [error for _, error in surrogate_errors(study)]
     return sum(errors) / len(errors) if errors else None
+
+
+def surrogate_error_trend(study: optuna.Study, window: int = 10) -> list[tuple[int, int, float]]:
+    """The out-of-sample error in consecutive windows of ``window`` predictions: (first trial, last trial, mean)."""
+    errors = surrogate_errors(study)
+    return [(chunk[0][0], chunk[-1][0], sum(e for _, e in chunk) / len(chunk))
+            for chunk in (errors[i : i + window] for i in range(0, len(errors), window))]

@@ -60,6 +60,7 @@ class RunSettings:
     batch_size: int = 256
     device: str | None = None
     strict_data: bool = False  # refuse an unreadable image instead of skipping it
+    early_stop: bool = True  # stop scoring a candidate once its first images show it dominated
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -68,3 +68,21 @@ def study_target(study: optuna.Study) -> int | None:
     if TARGET_ATTR not in attrs:
         return None
     return attrs[TARGET_ATTR] + sum(value for key, value in attrs.items() if key.startswith(GRANT_PREFIX))
+
+
+def stopped_early(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials whose candidate was stopped after its first images (see :mod:`tilesearch.search._early_stop`); a
+    config proposed again after that is stopped with no image scored, and is not among them."""
+    return [trial for trial in trials_in(study, TrialState.PRUNED)
+            if "stopped_early" in trial.user_attrs and trial.user_attrs.get("images_scored", 0) > 0]
+
+
+def image_forwards(study: optuna.Study) -> tuple[int, int]:
+    """Image-forwards the study's trials ran, and how many they would have run with every candidate scored on every
+    image (a reused config runs none either way)."""
+    measured = [t for t in completed_trials(study) if "images_scored" in t.user_attrs]
+    stopped = stopped_early(study)
+    full = max((t.user_attrs["images_scored"] for t in measured), default=0)
+    done = sum(t.user_attrs["images_scored"] for t in measured + stopped)
+    skipped = sum(max(full - t.user_attrs["images_scored"], 0) for t in stopped)
+    return done, done + skipped

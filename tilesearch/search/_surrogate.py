@@ -137,26 +137,6 @@ def best_within(front: Sequence[FrontPoint], budget: float) -> FrontPoint | None
     return min(feasible, key=lambda point: point.drop, default=None)
 
 
-def spread(front: Sequence[FrontPoint], k: int) -> list[FrontPoint]:
-    """Up to k distinct points of a buffer-sorted front, nearest to k evenly spaced buffers (both ends included)."""
-    if k <= 0 or not front:
-        return []
-    buffers = np.array([point.buffer for point in front], dtype=np.float64)
-    targets = np.linspace(buffers[0], buffers[-1], k)
-    picked = dict.fromkeys(int(np.abs(buffers - target).argmin()) for target in targets)
-    return [front[index] for index in picked]
-
-
-def front_configs(front: Sequence[FrontPoint], names: Sequence[str], k: int) -> list[dict[str, str]]:
-    """Up to k front points spread evenly by buffer, as {block name: tile} dicts (e.g. for Optuna's enqueue_trial)."""
-    configs = []
-    for point in spread(front, k):
-        if len(point.tiles) != len(names):
-            raise TilesearchError(f"front point has {len(point.tiles)} tiles for {len(names)} block names: expected one per block")
-        configs.append(dict(zip(names, point.tiles)))
-    return configs
-
-
 @dataclass(frozen=True)
 class AdditiveSurrogate:
     """The surrogate of one study: SE's score and each (block, tile)'s one-block drop, in the metric's direction."""

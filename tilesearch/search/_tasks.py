@@ -36,6 +36,7 @@ from tilesearch.data import (
     get_source,
     resolve_preprocessing,
     segmentation_pairs,
+    seeded_order,
     stratified_split,
     synthetic_images,
 )
@@ -178,7 +179,8 @@ class ClassifierTask(Task):
             return scorer_on(settings.data, rest, "decoding held-out images") if rest else None
 
         return ScoringParts(
-            model, preprocessing, lambda: scorer_on(settings.data, search_indices, "decoding images"), holdout_factory
+            model, preprocessing, lambda: scorer_on(settings.data, seeded_order(search_indices, settings.seed),
+                                                    "decoding images"), holdout_factory
         )
 
     def model(self, settings: RunSettings) -> tuple[nn.Module, Preprocessing]:
@@ -339,7 +341,7 @@ class SegmenterTask(Task):
                                          strict=settings.strict_data)
             return self._scorer(model, images, preprocessing, settings)
 
-        return ScoringParts(model, preprocessing, lambda: scorer_on(ids, "decoding images"),
+        return ScoringParts(model, preprocessing, lambda: scorer_on(seeded_order(ids, settings.seed), "decoding images"),
                             lambda: scorer_on(rest, "decoding held-out images") if rest else None)
 
     @staticmethod

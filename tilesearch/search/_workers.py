@@ -73,13 +73,13 @@ def work(
     objective = _guarded(search, target)
     try:
         with worker_loop():
-            return _take_trials(study, objective, target, max_trials, timeout, on_trial)
+            return _take_trials(study, objective, target, max_trials, timeout, on_trial, search.prepare_next)
     except KeyboardInterrupt:
         return False
 
 
 def _take_trials(study: optuna.Study, objective: Callable, target: int, max_trials: int | None,
-                 timeout: float | None, on_trial: Callable | None) -> bool:
+                 timeout: float | None, on_trial: Callable | None, prepare_next: Callable[[optuna.Study], None]) -> bool:
     started, taken = time.monotonic(), 0
     while not stop_requested():
         fail_dead_workers_trials(study)
@@ -91,6 +91,7 @@ def _take_trials(study: optuna.Study, objective: Callable, target: int, max_tria
         if complete + running >= target:  # the rest is running elsewhere; wait in case a worker dies
             time.sleep(POLL_SECONDS)
             continue
+        prepare_next(study)  # the learning surrogate refits and queues its next config
         study.optimize(objective, n_trials=1, callbacks=[on_trial] if on_trial else None, gc_after_trial=False)
         taken += 1
     return False

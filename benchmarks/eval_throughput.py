@@ -14,7 +14,14 @@ b) one trial's scoring cost: ``Scorer.score`` on the cached uint8 images vs a
    per-trial ImageFolder + timm ``create_transform`` DataLoader pass over the
    same images (decode, preprocess, forward, the same metrics);
 c) the one-block sensitivity scan over every block x (GAP, 1xW, 3xW, 7xW, 7x7,
-   1x1) with and without prefix caching, and whether both give identical rows.
+   1x1) with and without prefix caching, and whether both give identical rows;
+d) a search trial's scoring work (``Scorer.score`` in the memory format it picks,
+   plus the paired bootstrap interval of the drop) against the bare forward of the
+   same tiled model over the same cached, already normalised tensors: the throughput
+   ratio (target at least 0.95);
+e) channels_last against contiguous per model family (timm RegNetY, EfficientNet,
+   MobileNetV3; random weights, 128x128) and the format ``fastest_memory_format``
+   picks for each.
 
 Nothing is asserted: the figures are printed.
 """
@@ -229,6 +236,62 @@ def scan_cost(scorer, n_images: int, args):
             "images": len(subset)}
 
 
+def trial_against_bare(scorer, args) -> dict:
+    """Seconds per pass: a trial's scoring work (score + interval) and the bare forward of the same tiled model."""
+    from tilesearch.core import get_metric
+    from tilesearch.scoring import drop_interval
+    from tilesearch.scoring._device import inference_context
+
+    config = tile_config(scorer.block_names, "7xW")
+    se = scorer.score(GAP)
+    memory_format = scorer.memory_format
+    batches = [scorer.preprocessing.normalize(scorer.images.pixels[i : i + args.batch_size]).contiguous(memory_format=memory_format)
+               for i in range(0, len(scorer.images), args.batch_size)]
+
+    def bare() -> None:
+        tilesearch.apply_tiles(scorer.model, config)
+        with inference_context(scorer.device):
+            for x in batches:
+                scorer.model(x)
+
+    def trial() -> None:
+        score = scorer.score(config)
+        drop_interval(get_metric("accuracy"), se.per_image, score.per_image)
+
+    seconds = {"bare": [], "trial": []}
+    bare(), trial()  # warm-up
+    for _ in range(args.repeats):
+        seconds["bare"].append(timed(bare))
+        seconds["trial"].append(timed(trial))
+    return {key: statistics.median(values) for key, values in seconds.items()} | {"format": str(memory_format)}
+
+
+def families(args) -> list[dict]:
+    """channels_last vs contiguous forward time per timm family, and what fastest_memory_format picks."""
+    from tilesearch.scoring._device import _forward_seconds, fastest_memory_format, inference_context
+
+    rows = []
+    for name in ("regnety_002", "efficientnet_b0", "mobilenetv3_large_100"):
+        model = load_model(name, random_weights=True).eval()
+        sample = torch.randn(64, 3, 128, 128)
+        times = {}
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            model.to(memory_format=memory_format)
+            with inference_context(sample.device):
+                times[memory_format] = statistics.median(
+                    _forward_seconds(model, sample.contiguous(memory_format=memory_format), 1) for _ in range(args.repeats))
+        picked = fastest_memory_format(model, sample)
+        with inference_context(sample.device):
+            model.to(memory_format=torch.contiguous_format)
+            plain = model(sample)
+            model.to(memory_format=torch.channels_last)
+            fast = model(sample.contiguous(memory_format=torch.channels_last))
+        rows.append({"model": name, "contiguous": times[torch.contiguous_format], "channels_last": times[torch.channels_last],
+                     "picked": "channels_last" if picked == torch.channels_last else "contiguous",
+                     "diff": float((plain - fast).abs().max())})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=512, help="validation images (stratified subset)")
@@ -310,6 +373,20 @@ def main() -> None:
             print(f"{'off':14s} | {off:8.2f} | {off / result['pairs']:20.3f}")
             print(f"speed-up off/on: {off / on:.2f}x;  results identical: {result['identical']} "
                   f"(max |difference| {result['worst']:.2e})")
+
+        # d) a trial against the bare forward
+        ratio = trial_against_bare(cost["scorer"], args)
+        print(f"\nd) a trial's scoring work vs the bare forward of the same 7xW model on the same cached tensors "
+              f"({len(indices)} images, {ratio['format']}, median of {args.repeats})")
+        print(f"bare forward {ratio['bare']:.3f} s, trial (score + interval) {ratio['trial']:.3f} s: trial throughput "
+              f"{ratio['bare'] / ratio['trial']:.3f} of the bare forward's")
+
+    # e) memory format per family
+    print(f"\ne) channels_last per model family (random weights, 64 x 3 x 128 x 128, median of {args.repeats})")
+    print(f"{'model':24s} | {'contiguous s':>12s} | {'channels_last s':>15s} | {'CL speed-up':>11s} | {'picked':>13s} | max |diff|")
+    for row in families(args):
+        print(f"{row['model']:24s} | {row['contiguous']:12.3f} | {row['channels_last']:15.3f} | "
+              f"{row['contiguous'] / row['channels_last']:11.2f} | {row['picked']:>13s} | {row['diff']:.1e}")
     print(f"\ntotal wall time: {time.perf_counter() - total_start:.1f} s")
 
 

@@ -1,27 +1,33 @@
-"""How fast each search strategy finds a good feasible front, per real evaluation.
+"""Search efficiency as a ratio: evaluations each strategy needs to reach the best front, early stopping's
+savings on the same trials, the learning surrogate's out-of-sample error, and held-out regret.
 
-    python benchmarks/search_efficiency.py [--evals 40] [--seeds 2] [--val-subset 300] [--out runs/bench-search]
+    python benchmarks/search_efficiency.py [--evals 200] [--surrogate-evals 80] [--seeds 1] [--val-subset 1000]
+                                           [--budget 50%] [--holdout-top 5] [--out runs/bench-search] [--reuse]
 
-On the shared RegNetY-200MF trained on CIFAR-10 (``../shared``; 128x128, crop
-1.0, bilinear; skipped with a message where ``../shared`` is absent) and the
-``default`` per-block space under a budget of 50% of the SE buffer, it runs the
-same number of trials with random, TPE and NSGA-II sampling (strategy
-"sampler") and with the surrogate-seeded strategy (one-block sensitivity scan,
-exact front of the additive surrogate enqueued, then NSGA-II), for several seeds.
+On the shared RegNetY-200MF trained on CIFAR-10 (``../shared``; 128x128, crop 1.0,
+bilinear; skipped with a message where ``../shared`` is absent), per-block ``default``
+space, budget 50% of the SE buffer, ``--val-subset`` images per trial:
 
-Metric: the hypervolume of the feasible front after k trials (in trial order),
-objectives accuracy (up) and buffer (down), reference point (accuracy 0,
-buffer = SE buffer), printed normalised by the reference box (SE buffer x 1).
-The surrogate's scan costs real forwards too: its wall time over the median
-wall time of one trial is reported as "scan cost in trial-equivalents" and
-results are given without and with it.
-
-Each seed scores its own stratified subset (the subset is drawn with the run's
-seed), so a sensitivity table cannot be shared between seeds; every surrogate
-run measures its own (one per seed, so nothing is recomputed). The held-out
-report that ``run_search`` writes at the end (SE and the best config on the
-~9,700 images left out) is not part of a strategy's search cost and would
-dominate the run time, so it is switched off here.
+* random, TPE and NSGA-II sampling (strategy "sampler") run ``--evals`` trials each,
+  the learning surrogate (one-block scan as prior, refit and re-queued before every
+  trial, NSGA-II when it proposes nothing) ``--surrogate-evals``; every seed of every
+  strategy scores the same stratified subset of that seed.
+* Hypervolume of the feasible front after k trials, objectives accuracy (up) and
+  buffer (down), reference (accuracy 0, buffer = SE buffer), normalised by that box.
+  Target: 99% of the best final hypervolume any strategy reached with that seed.
+  Evaluations to the target count the scan's forwards as trial-equivalents (the scan's
+  image-forwards over one trial's).
+* Early stopping watches every run without pruning (``EarlyStop(prune=False)``): each
+  trial records the verdict it would have had on its first quarter of the images, and
+  scores every image anyway. So its savings and its effect on the final front are
+  measured on one and the same sequence of trials: the image-forwards the stopped
+  trials would not have run, and the final front without them.
+* The surrogate's error on each trial before it was measured (out-of-sample), mean
+  of the trials after the 20th and in windows of 10.
+* Held out: the config each strategy hands back (its best feasible trial) and the
+  ``--holdout-top`` best feasible configs by search accuracy of every strategy are
+  scored on the images the subset leaves out (~9,000); regret = the best of those
+  held-out accuracies minus the handed-back config's.
 """
 
 from __future__ import annotations
@@ -58,251 +64,244 @@ def hypervolume(points: list[tuple[float, float]], ref_buffer: float) -> float:
     return volume
 
 
-def spearman(x: pd.Series, y: pd.Series) -> float:
-    """Spearman's rho: Pearson's correlation of the (average-tie) ranks; needs no scipy."""
-    return float(x.rank().corr(y.rank()))
+def settings_for(args, label: str, seed: int):
+    from tilesearch.search import RunSettings
+
+    sampler, strategy = STRATEGIES[label]
+    return RunSettings(model="regnety_002", data=str(VAL), checkpoint=str(CHECKPOINT), num_classes=10,
+                       input_size=128, crop_pct=1.0, interpolation="bilinear", val_subset=args.val_subset,
+                       space="default", budget=args.budget, sampler=sampler, strategy=strategy, seed=seed)
 
 
 def run_one(args, label: str, seed: int) -> dict:
-    """Run (or, with --reuse, load) one study; return its trials and timings."""
-    from tilesearch.search import RunSettings, completed_trials, prepare_search, run_search, sensitivity_for
+    """Run (or, with --reuse, load) one study with early stopping watching; its trials, timings and search."""
+    from tilesearch.search import EarlyStop, completed_trials, load_study_of_run, prepare_search, read_run_file, run_search, sensitivity_for
 
-    sampler, strategy = STRATEGIES[label]
-    settings = RunSettings(
-        model="regnety_002", data=str(VAL), checkpoint=str(CHECKPOINT), num_classes=10,
-        input_size=128, crop_pct=1.0, interpolation="bilinear",
-        val_subset=args.val_subset, space="default", budget=args.budget,
-        sampler=sampler, strategy=strategy, seed=seed,
-    )
+    evals = args.surrogate_evals if label == "surrogate" else args.evals
     name = f"{label}-{seed}"
     run_dir = Path(args.out) / name
     timing_file = run_dir / "bench-timing.json"
     if args.reuse and timing_file.is_file():
-        from tilesearch.search import load_study_of_run, read_run_file
-
         study = load_study_of_run(read_run_file(run_dir))
-        timing = json.loads(timing_file.read_text())
-        if len(completed_trials(study)) >= args.evals:
-            return {"study": study, **timing, "reused_run": True}
+        if len(completed_trials(study)) >= evals:
+            return {"study": study, **json.loads(timing_file.read_text()), "reused_run": True}
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh study: run_search would otherwise add trials to the old one
-    search = prepare_search(settings, out_dir=args.out, study_name=name)
+    search = prepare_search(settings_for(args, label, seed), out_dir=args.out, study_name=name)
+    search.early_stop = EarlyStop(prune=False)
     start = time.perf_counter()
-    search.load_data()  # decode the subset: the same for every strategy
+    search.load_data()
     setup_s = time.perf_counter() - start
-    scan_s = 0.0
-    if strategy == "surrogate":
+    scan_s = scan_forwards = 0.0
+    if label == "surrogate":
         start = time.perf_counter()
-        sensitivity_for(search, use_prefix_cache=True, show_progress=False)  # run_search reuses sensitivity.csv
+        rows = sensitivity_for(search, use_prefix_cache=True, show_progress=False)  # run_search reuses sensitivity.csv
         scan_s = time.perf_counter() - start
+        scan_forwards = float(len([r for r in rows if r.tile != "GAP"]))  # configs scanned (each a partial pass)
     start = time.perf_counter()
-    # The held-out report is not search cost and would take longer than the search itself here.
-    result = run_search(search, n_trials=args.evals, show_progress=False, report_holdout=False)
-    search_s = time.perf_counter() - start
-    timing = {"setup_s": setup_s, "scan_s": scan_s, "search_s": search_s, "se_buffer": search.se_total,
-              "budget": search.budget, "images": len(search.scorer.images)}
+    result = run_search(search, n_trials=evals, show_progress=False, report_holdout=False)
+    timing = {"setup_s": setup_s, "scan_s": scan_s, "scan_configs": scan_forwards, "search_s": time.perf_counter() - start,
+              "se_buffer": search.se_total, "budget": search.budget, "images": len(search.scorer.images)}
     timing_file.write_text(json.dumps(timing))
     return {"study": result.study, **timing, "reused_run": False}
 
 
-def trial_frame(run: dict) -> pd.DataFrame:
+def trial_frame(study) -> pd.DataFrame:
     from tilesearch.search import completed_trials
 
     rows = []
-    for t in sorted(completed_trials(run["study"]), key=lambda t: t.number):
+    for t in sorted(completed_trials(study), key=lambda t: t.number):
         a = t.user_attrs
         rows.append({
-            "number": t.number, "accuracy": a["accuracy"], "agreement": a.get("agreement"), "kl": a.get("kl"),
-            "buffer": a["buffer"], "feasible": bool(a["feasible"]), "reused": "reused_from" in a,
-            "baseline": a.get("baseline"), "surrogate_seed": bool(a.get("surrogate_seed")),
+            "number": t.number, "accuracy": a["accuracy"], "buffer": a["buffer"], "feasible": bool(a["feasible"]),
+            "reused": "reused_from" in a, "baseline": a.get("baseline"), "predicted": a.get("predicted"),
+            "verdict": a.get("early_verdict"), "images": a.get("images_scored", 0),
+            "verdict_images": a.get("early_verdict_images"),
             "seconds": (t.datetime_complete - t.datetime_start).total_seconds(),
-            "config": "|".join(a["tiles"][k] for k in sorted(a["tiles"])),
+            "tiles": a["tiles"],
         })
     return pd.DataFrame(rows)
 
 
-def hv_curve(frame: pd.DataFrame, ref_buffer: float, evals: int) -> list[float]:
-    """Hypervolume (normalised by ref_buffer x 1) of the feasible front after k = 1..evals trials."""
-    curve = []
-    for k in range(1, evals + 1):
-        head = frame.iloc[:k]
-        feasible = head[head["feasible"]]
-        curve.append(hypervolume(list(zip(feasible["accuracy"], feasible["buffer"])), ref_buffer) / ref_buffer)
+def hv_curve(frame: pd.DataFrame, ref_buffer: float) -> list[float]:
+    """Normalised hypervolume of the feasible front after each of the trials, in order."""
+    curve, points = [], []
+    for row in frame.itertuples():
+        if row.feasible:
+            points.append((row.accuracy, row.buffer))
+        curve.append(hypervolume(points, ref_buffer) / ref_buffer)
     return curve
 
 
-def first_reaching(curve: list[float], target: float, offset: float = 0.0) -> float | None:
-    """Evaluations (plus ``offset`` trial-equivalents) after which the curve first reaches ``target``."""
-    for k, value in enumerate(curve, start=1):
-        if value >= target:
-            return k + offset
-    return None
+def front_points(frame: pd.DataFrame) -> set[tuple[float, int]]:
+    """The feasible (accuracy, buffer) front of a frame's trials."""
+    feasible = sorted({(r.buffer, r.accuracy) for r in frame.itertuples() if r.feasible})
+    front, best = set(), -1.0
+    for buffer, accuracy in feasible:
+        if accuracy > best:
+            front.add((accuracy, buffer))
+            best = accuracy
+    return front
+
+
+def first_reaching(curve: list[float], target: float) -> int | None:
+    return next((k for k, value in enumerate(curve, start=1) if value >= target - 1e-12), None)
 
 
 def fmt(value, spec: str = ".1f") -> str:
     return "never" if value is None else format(value, spec)
 
 
-def mean_or_never(values: list) -> str:
-    reached = [v for v in values if v is not None]
-    if len(reached) == len(values):
-        return f"{statistics.mean(reached):.1f}"
-    return f"never ({len(values) - len(reached)}/{len(values)} seeds)"
+def held_out(args, seed: int, frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
+    """Held-out accuracy of each strategy's handed-back config, and regret against the best evaluated one."""
+    from tilesearch.search import prepare_search
+
+    search = prepare_search(settings_for(args, "nsga2", seed), out_dir=args.out, study_name=f"holdout-{seed}")
+    scorer = search.holdout_scorer()
+    candidates, handed = {}, {}
+    for label, frame in frames.items():
+        feasible = frame[frame["feasible"] & ~frame["reused"]].sort_values(["accuracy", "buffer"], ascending=[False, True])
+        for rank, row in enumerate(feasible.head(args.holdout_top).itertuples()):
+            key = tuple(sorted(row.tiles.items()))
+            candidates.setdefault(key, row.tiles)
+            if rank == 0:
+                handed[label] = (key, row.accuracy, row.buffer, row.number)
+    scores = {}
+    for index, (key, tiles) in enumerate(candidates.items()):
+        scores[key] = scorer.score(tiles).accuracy
+        print(f"    held-out {index + 1}/{len(candidates)}: {scores[key]:.4f}", flush=True)
+    best = max(scores.values())
+    return {label: {"trial": number, "search": accuracy, "buffer": buffer, "held_out": scores[key],
+                    "regret": best - scores[key], "best_held_out": best, "images": len(scorer.images)}
+            for label, (key, accuracy, buffer, number) in handed.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evals", type=int, default=40, help="trials per study (the same budget for every strategy)")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per strategy")
-    parser.add_argument("--val-subset", type=int, default=300, help="images scored per trial")
+    parser.add_argument("--evals", type=int, default=200, help="trials of each sampler (random, TPE, NSGA-II)")
+    parser.add_argument("--surrogate-evals", type=int, default=80, help="trials of the learning surrogate")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per strategy")
+    parser.add_argument("--val-subset", type=int, default=1000, help="images scored per trial")
     parser.add_argument("--budget", default="50%", help="buffer budget (a share of the SE buffer or elements)")
+    parser.add_argument("--holdout-top", type=int, default=5, help="best configs per strategy scored held out (0: no held-out view)")
     parser.add_argument("--out", default="runs/bench-search", help="folder of the benchmark's run folders")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of " + ",".join(STRATEGIES))
     parser.add_argument("--reuse", action="store_true", help="analyse existing complete runs in --out instead of rerunning")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     import optuna
+    import torch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library leaves Optuna's log level to its caller
-
     if not (CHECKPOINT.is_file() and VAL.is_dir()):
         print(f"skipped: {SHARED} (regnety_002 CIFAR-10 checkpoint and cifar10/val) is absent; "
               "this benchmark needs the shared fixtures")
         return
-
-    import torch
+    from tilesearch.search import surrogate_error_trend, surrogate_errors
 
     labels = [s.strip() for s in args.strategies.split(",") if s.strip()]
     seeds = list(range(args.seeds))
     total_start = time.perf_counter()
     print(f"model/data : regnety_002 ({CHECKPOINT.name}), {VAL}; 128x128, crop 1.0, bilinear")
-    print(f"settings   : space default, budget {args.budget} of the SE buffer, profile ideal, metric accuracy, "
-          f"val_subset {args.val_subset}, {args.evals} trials per study, seeds {seeds}")
+    print(f"settings   : space default, budget {args.budget} of the SE buffer, metric accuracy, val_subset "
+          f"{args.val_subset}; samplers {args.evals} trials, surrogate {args.surrogate_evals}; seeds {seeds}")
     print(f"torch      : {torch.__version__}, threads {torch.get_num_threads()}; out {args.out}")
-    print("sensitivity: measured once per surrogate run (each seed has its own val subset; no sharing); "
-          "held-out report disabled")
 
     runs: dict[tuple[str, int], dict] = {}
     for seed in seeds:
         for label in labels:
             start = time.perf_counter()
-            run = run_one(args, label, seed)
-            run["frame"] = trial_frame(run)
-            runs[(label, seed)] = run
-            frame = run["frame"]
-            print(f"  ran {label:9s} seed {seed}: {len(frame)} trials, {int((~frame['reused']).sum())} real evaluations, "
-                  f"{int(frame['feasible'].sum())} feasible; setup {run['setup_s']:.1f}s, scan {run['scan_s']:.1f}s, "
-                  f"trials {run['search_s']:.1f}s" + (" (loaded, not rerun)" if run["reused_run"] else "")
-                  + f" [{time.perf_counter() - start:.0f}s]", flush=True)
+            run = runs[(label, seed)] = run_one(args, label, seed)
+            run["frame"] = frame = trial_frame(run["study"])
+            print(f"  ran {label:9s} seed {seed}: {len(frame)} trials, {int((~frame['reused']).sum())} measured, "
+                  f"{int(frame['feasible'].sum())} feasible; scan {run['scan_s']:.1f}s, trials {run['search_s']:.1f}s"
+                  + (" (loaded)" if run["reused_run"] else "") + f" [{time.perf_counter() - start:.0f}s]", flush=True)
 
-    # Cost of one trial: median wall time of trials that ran a forward (not reused, not the cached SE baseline).
-    def real(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame[~frame["reused"] & (frame["baseline"] != "SE")]
+    trial_s = statistics.median(float(s) for run in runs.values()
+                                for s in run["frame"].loc[~run["frame"]["reused"] & run["frame"]["baseline"].isna(), "seconds"])
+    print(f"\nmedian trial {trial_s:.2f} s on {runs[(labels[0], seeds[0])]['images']} images; SE buffer "
+          f"{runs[(labels[0], seeds[0])]['se_buffer']}, budget {runs[(labels[0], seeds[0])]['budget']} elements")
 
-    all_real = pd.concat([real(run["frame"]) for run in runs.values()])
-    trial_s = float(all_real["seconds"].median())
-    scan_equiv = {}
-    for (_label, seed), run in runs.items():
-        if run["scan_s"]:
-            own = float(real(run["frame"])["seconds"].median())
-            scan_equiv[seed] = run["scan_s"] / own
-            run["trial_s"] = own
-
-    ref = {seed: runs[(labels[0], seed)]["se_buffer"] for seed in seeds}
-    curves = {key: hv_curve(run["frame"], ref[key[1]], args.evals) for key, run in runs.items()}
-    best = {seed: max(curves[(label, seed)][-1] for label in labels) for seed in seeds}
-
-    print(f"\nSE buffer {ref[seeds[0]]} elements, budget {runs[(labels[0], seeds[0])]['budget']} elements; "
-          f"{runs[(labels[0], seeds[0])]['images']} images per trial; "
-          f"median trial wall time {trial_s:.3f} s (over {len(all_real)} trials that ran a forward)")
-    if scan_equiv:
-        print("surrogate scan: " + "; ".join(
-            f"seed {seed}: {runs[('surrogate', seed)]['scan_s']:.1f} s = {eq:.1f} trial-equivalents "
-            f"(own median trial {runs[('surrogate', seed)]['trial_s']:.3f} s)" for seed, eq in scan_equiv.items()))
-
-    # Hypervolume table
-    print("\nhypervolume of the feasible front (normalised: 1.0 = accuracy 1 at zero buffer), "
-          "target = 99% of the best final HV any strategy reached per seed")
-    header = (f"{'strategy':10s} | {'final HV mean':>13s} | {'final HV per seed':>22s} | {'real evals':>10s} | "
-              f"{'evals to 99% per seed':>22s} | {'mean':>18s} | {'+scan: per seed':>22s} | {'+scan mean':>18s}")
-    print(header)
-    print("-" * len(header))
-    reach, reach_cost = {}, {}
+    # 1. Evaluations to 99% of the best hypervolume
+    curves = {key: hv_curve(run["frame"], run["se_buffer"]) for key, run in runs.items()}
+    best = {s: max(curves[(label, s)][-1] for label in labels) for s in seeds}
+    scan_equiv = {}  # the scan's cost in trials: its wall time over the same run's median trial (prefix-cached
+    for s in seeds:  # passes are partial forwards, so counting scanned configs as full passes would overstate it)
+        if ("surrogate", s) in runs:
+            run = runs[("surrogate", s)]
+            own = run["frame"].loc[~run["frame"]["reused"] & run["frame"]["baseline"].isna(), "seconds"].median()
+            scan_equiv[s] = run["scan_s"] / own
+            print(f"scan, seed {s}: {run['scan_configs']:.0f} configs in {run['scan_s']:.1f} s = "
+                  f"{scan_equiv[s]:.1f} trial-equivalents (median trial {own:.2f} s)")
+    print("\n| strategy | trials | final HV | evaluations to 99% of best HV | + scan (trial-equivalents) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    reach = {}
     for label in labels:
+        per_seed = [first_reaching(curves[(label, s)], 0.99 * best[s]) for s in seeds]
+        with_scan = [None if k is None else k + (scan_equiv.get(s, 0.0) if label == "surrogate" else 0.0)
+                     for k, s in zip(per_seed, seeds)]
+        reach[label] = with_scan
         finals = [curves[(label, s)][-1] for s in seeds]
-        reach[label] = [first_reaching(curves[(label, s)], 0.99 * best[s]) for s in seeds]
-        reach_cost[label] = [first_reaching(curves[(label, s)], 0.99 * best[s], scan_equiv.get(s, 0.0) if label == "surrogate" else 0.0)
-                             for s in seeds]
-        evals = [int((~runs[(label, s)]["frame"]["reused"]).sum()) for s in seeds]
-        print(f"{label:10s} | {statistics.mean(finals):13.4f} | {' '.join(f'{v:.4f}' for v in finals):>22s} | "
-              f"{'/'.join(map(str, evals)):>10s} | {' '.join(fmt(v, '.0f') for v in reach[label]):>22s} | "
-              f"{mean_or_never(reach[label]):>18s} | {' '.join(fmt(v, '.1f') for v in reach_cost[label]):>22s} | "
-              f"{mean_or_never(reach_cost[label]):>18s}")
+        print(f"| {label} | {len(runs[(label, seeds[0])]['frame'])} | {' / '.join(f'{v:.4f}' for v in finals)} | "
+              f"{' / '.join(fmt(k, '.0f') for k in per_seed)} | {' / '.join(fmt(k, '.1f') for k in with_scan)} |")
+    if "surrogate" in reach and "nsga2" in reach:
+        pairs = list(zip(reach["surrogate"], reach["nsga2"]))
+        for s, (a, b) in zip(seeds, pairs):
+            ratio = f"{a / b:.3f}" if a is not None and b is not None else "undefined (a strategy never reached it)"
+            print(f"seed {s}: surrogate (scan counted) / NSGA-II evaluations to the target = {ratio}")
+    if "surrogate" in labels:  # where a sampler never reaches the target: the surrogate's cost to match its final front
+        for label in (other for other in labels if other != "surrogate"):
+            for s in seeds:
+                final, evals = curves[(label, s)][-1], len(curves[(label, s)])
+                k = first_reaching(curves[("surrogate", s)], final)
+                cost = None if k is None else k + scan_equiv.get(s, 0.0)
+                print(f"seed {s}: the surrogate reaches {label}'s final HV after {evals} trials ({final:.4f}, "
+                      f"{final / best[s]:.0%} of the best) after {fmt(k, '.0f')} trials, {fmt(cost, '.1f')} counting the "
+                      f"scan: {fmt(None if cost is None else cost / evals, '.3f')} of {label}'s evaluations")
 
-    # HV after k trials, mean over seeds (and, for the surrogate, at equal total cost)
-    ks = sorted({k for k in (1, 2, 5, 10, 15, 20, 25, 30, 35, args.evals) if k <= args.evals})
-    print("\nmean HV after k trials")
-    print(f"{'strategy':10s} | " + " | ".join(f"{'k=' + str(k):>7s}" for k in ks))
-    print("-" * (13 + 10 * len(ks)))
+    # 2. Early stopping on the same trials
+    print("\n| strategy | trials stopped | image-forwards saved | final front unchanged | final HV without stopped |")
+    print("| --- | ---: | ---: | --- | ---: |")
     for label in labels:
-        print(f"{label:10s} | " + " | ".join(f"{statistics.mean(curves[(label, s)][k - 1] for s in seeds):7.4f}" for k in ks))
-    if "surrogate" in labels and scan_equiv:
-        row = []
-        for k in ks:
-            values = []
-            for s in seeds:
-                k_real = int(k - scan_equiv[s])  # trials left once the scan's cost is paid
-                values.append(curves[("surrogate", s)][k_real - 1] if k_real >= 1 else 0.0)
-            row.append(statistics.mean(values))
-        print(f"{'surr+scan':10s} | " + " | ".join(f"{v:7.4f}" for v in row) + "   (k counts the scan's trial-equivalents)")
+        for s in seeds:
+            frame, run = runs[(label, s)]["frame"], runs[(label, s)]
+            measured = frame[~frame["reused"]]
+            stopped = measured[measured["verdict"].notna()]
+            full = run["images"]
+            saved = int((full - stopped["verdict_images"]).sum())
+            total = int(measured["images"].sum())
+            flagged = {tuple(sorted(t.items())) for t in stopped["tiles"]}  # reused copies of them go too
+            kept = frame[[tuple(sorted(t.items())) not in flagged for t in frame["tiles"]]]
+            same = front_points(kept) == front_points(frame)
+            hv_kept = hypervolume(list(front_points(kept)), run["se_buffer"]) / run["se_buffer"]
+            print(f"| {label} (seed {s}) | {len(stopped)} of {len(measured)} | {saved:,} of {total:,} "
+                  f"({saved / max(total, 1):.0%}) | {'yes' if same else 'no'} | {hv_kept:.4f} vs {curves[(label, s)][-1]:.4f} |")
 
-    if "surrogate" in labels and "nsga2" in labels:
-        print("\nsurrogate / NSGA-II")
-        final_s = statistics.mean(curves[("surrogate", s)][-1] for s in seeds)
-        final_n = statistics.mean(curves[("nsga2", s)][-1] for s in seeds)
-        print(f"  final HV ratio (same {args.evals} trials, scan not counted): {final_s / final_n:.4f}")
-        if scan_equiv:
-            equal = []
-            for s in seeds:
-                k_real = int(args.evals - scan_equiv[s])
-                equal.append(curves[("surrogate", s)][k_real - 1] if k_real >= 1 else 0.0)
-            print(f"  HV ratio at equal total cost ({args.evals} trial-equivalents, scan counted): "
-                  f"{statistics.mean(equal) / final_n:.4f}")
-        for name, table in (("without scan cost", reach), ("with scan cost", reach_cost)):
-            pairs = [(a, b) for a, b in zip(table["surrogate"], table["nsga2"])]
-            if all(a is not None and b is not None for a, b in pairs):
-                ratio = statistics.mean(a for a, _ in pairs) / statistics.mean(b for _, b in pairs)
-                print(f"  evaluations to 99% of best HV, {name}: {statistics.mean(a for a, _ in pairs):.1f} vs "
-                      f"{statistics.mean(b for _, b in pairs):.1f} -> ratio {ratio:.3f}")
-            else:
-                print(f"  evaluations to 99% of best HV, {name}: surrogate {[fmt(a, '.1f') for a, _ in pairs]} vs "
-                      f"NSGA-II {[fmt(b, '.1f') for _, b in pairs]} (ratio undefined: some seed never reached it)")
-
-    # Same seed, same random start: how many leading trials each sampler shares with random sampling
-    if "random" in labels:
-        shared = []
-        for label in labels:
-            if label == "random":
-                continue
-            lengths = []
-            for s in seeds:
-                a, b = list(runs[("random", s)]["frame"]["config"]), list(runs[(label, s)]["frame"]["config"])
-                n = 0
-                while n < min(len(a), len(b)) and a[n] == b[n]:
-                    n += 1
-                lengths.append(n)
-            shared.append(f"{label} {'/'.join(map(str, lengths))}")
-        print("\nleading trials identical to the random sampler's (same seed), per seed: " + ", ".join(shared))
-
-    # Rank correlations over every trial that ran a forward (reused duplicates dropped), all runs pooled
-    pooled = pd.concat([run["frame"][~run["frame"]["reused"]].assign(seed=s, strategy=l) for (l, s), run in runs.items()])
-    print(f"\nSpearman rank correlation over all evaluated trials (n={len(pooled)}, all strategies and seeds pooled)")
-    print(f"  accuracy vs agreement: {spearman(pooled['accuracy'], pooled['agreement']):+.3f}")
-    print(f"  accuracy vs -kl      : {spearman(pooled['accuracy'], -pooled['kl']):+.3f}")
+    # 3. The learning surrogate's out-of-sample error
     for s in seeds:
-        part = pooled[pooled["seed"] == s]
-        print(f"  seed {s} only (n={len(part)}): agreement {spearman(part['accuracy'], part['agreement']):+.3f}, "
-              f"-kl {spearman(part['accuracy'], -part['kl']):+.3f}")
+        if ("surrogate", s) not in runs:
+            continue
+        study = runs[("surrogate", s)]["study"]
+        errors = surrogate_errors(study)
+        order = sorted(t.number for t in study.trials)
+        after = [e for number, e in errors if order.index(number) >= 20]
+        trend = " -> ".join(f"{100 * e:.2f}" for _, _, e in surrogate_error_trend(study, window=10))
+        summary = f"after trial 20: {100 * statistics.mean(after):.2f} pts over {len(after)}" if after else "no trial after the 20th"
+        print(f"\nsurrogate seed {s}: out-of-sample |predicted - measured| accuracy, mean "
+              f"{100 * statistics.mean(e for _, e in errors):.2f} pts over {len(errors)} trials; {summary}")
+        print(f"  per 10 trials (pts): {trend}")
+
+    # 4. Held out
+    for s in seeds if args.holdout_top > 0 else []:
+        print(f"\nheld out, seed {s}: scoring the best {args.holdout_top} feasible configs of each strategy")
+        report = held_out(args, s, {label: runs[(label, s)]["frame"] for label in labels})
+        print("| strategy | handed back (trial) | buffer | search accuracy | held-out accuracy | regret |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, row in report.items():
+            print(f"| {label} | {row['trial']} | {row['buffer']:,} | {100 * row['search']:.2f}% | "
+                  f"{100 * row['held_out']:.2f}% | {100 * row['regret']:.2f} pts |")
+        print(f"best held-out accuracy among the configs scored: {100 * next(iter(report.values()))['best_held_out']:.2f}% "
+              f"on {next(iter(report.values()))['images']} images")
     print(f"\ntotal wall time: {time.perf_counter() - total_start:.1f} s")
 
 

@@ -17,7 +17,7 @@ from tilesearch.search import (
     Reference,
     RunSettings,
     image_forwards,
-    load_study_of_run,
+    prepare_resume,
     prepare_search,
     read_run_file,
     run_search,
@@ -130,9 +130,10 @@ def test_no_early_stop_from_the_command_line(demo_val, tmp_path):
                                  "--val-subset", "160", "--n-trials", "6", "--no-early-stop", "--batch-size", "16", "--strategy", "sampler",
                                  "--out", str(tmp_path), "--study-name", "n"])
     assert result.exit_code == 0, result.output
-    study = load_study_of_run(read_run_file(tmp_path / "n"))
     assert read_run_file(tmp_path / "n")["settings"]["early_stop"] is False
-    assert all(t.user_attrs.get("images_scored") in (0, 160) for t in study.trials if t.state.name == "COMPLETE")
+    assert prepare_resume(tmp_path / "n").early_stop is None  # a resumed run keeps it off
+    assert isinstance(prepare_search(RunSettings(model=DEMO_MODEL_NAME, data=str(demo_val), val_subset=160),
+                                     out_dir=tmp_path, study_name="d").early_stop, EarlyStop)  # on by default
 
 
 def test_scoring_through_the_looks_stops_at_the_first_dominated_one_or_only_watches():
